@@ -1,0 +1,17 @@
+//! The simulated lab: the acquirer host simulator and the `posterm` terminal as real processes —
+//! ISO 8583 over TCP, a PTY console read through the serial port code, an NVM folder whose
+//! unflushed state a power cut (SIGKILL) loses, and a card slot file — plus terminal profiles
+//! that turn console lines into canonical events.
+
+mod console;
+mod host;
+mod lab;
+pub mod oracle;
+mod paths;
+mod profile;
+
+pub use console::{ConsoleLine, ConsoleTap};
+pub use host::{HostProcess, JournalFeed};
+pub use lab::{Lab, LabOptions};
+pub use paths::{fixture, program, workspace_root};
+pub use profile::{ConsoleSettings, Event, Profile};

@@ -1,0 +1,129 @@
+//! Terminal profiles: how to drive a terminal model from its console and how to turn its log lines
+//! into canonical events (`fixtures/terminals/*.toml`, vocabulary in `fixtures/terminals/README.md`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use regex::Regex;
+use serde::Deserialize;
+
+/// A canonical terminal event parsed from a console line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The canonical name, e.g. `approved`.
+    pub name: String,
+    /// The named groups of the pattern, e.g. `stan`.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Event {
+    /// The value of field `name`, or "" when the pattern has no such group.
+    pub fn get(&self, name: &str) -> &str {
+        self.fields.get(name).map_or("", String::as_str)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    console: ConsoleSettings,
+    commands: BTreeMap<String, String>,
+    events: Vec<RawPattern>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPattern {
+    event: String,
+    pattern: String,
+}
+
+/// How the console line is configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// Baud rate of the UART.
+    pub baud: u32,
+    /// What ends a command line.
+    pub line_ending: String,
+}
+
+/// A terminal profile.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The model's name.
+    pub name: String,
+    /// What it is, in words.
+    pub description: String,
+    /// Console settings.
+    pub console: ConsoleSettings,
+    commands: BTreeMap<String, String>,
+    patterns: Vec<(String, Regex)>,
+}
+
+impl Profile {
+    /// Reads a profile; errors name the file and, where known, the line or the event.
+    pub fn load(path: &Path) -> Result<Profile, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let raw: RawProfile = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map_or(0, |s| text[..s.start].lines().count().max(1));
+            format!("{}:{line}: {}", path.display(), e.message())
+        })?;
+        let patterns = raw
+            .events
+            .into_iter()
+            .map(|p| match Regex::new(&p.pattern) {
+                Ok(regex) => Ok((p.event, regex)),
+                Err(e) => Err(format!(
+                    "{}: pattern of event {:?} is not a valid regex: {e}",
+                    path.display(),
+                    p.event
+                )),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Profile {
+            name: raw.name,
+            description: raw.description,
+            console: raw.console,
+            commands: raw.commands,
+            patterns,
+        })
+    }
+
+    /// The canonical event of a console line, if any pattern matches.
+    pub fn parse(&self, line: &str) -> Option<Event> {
+        self.patterns.iter().find_map(|(name, regex)| {
+            let captures = regex.captures(line)?;
+            let fields = regex
+                .capture_names()
+                .flatten()
+                .filter_map(|group| Some((group.to_string(), captures.name(group)?.as_str().to_string())))
+                .collect();
+            Some(Event {
+                name: name.clone(),
+                fields,
+            })
+        })
+    }
+
+    /// The console line for command `name` with `{placeholders}` filled from `values`.
+    pub fn command(&self, name: &str, values: &[(&str, String)]) -> Result<String, String> {
+        let template = self
+            .commands
+            .get(name)
+            .ok_or_else(|| format!("terminal profile {:?} has no {name:?} command", self.name))?;
+        let mut line = template.clone();
+        for (key, value) in values {
+            line = line.replace(&format!("{{{key}}}"), value);
+        }
+        if let Some(start) = line.find('{') {
+            return Err(format!("command {name:?} needs a value for {}", &line[start..]));
+        }
+        line.push_str(&self.console.line_ending);
+        Ok(line)
+    }
+}
