@@ -4,86 +4,13 @@
 
 use std::time::Duration;
 
-use posrig_host::{Direction, JournalEntry, Key, Ledger};
-use posrig_simlab::oracle::{self, Violation};
-use posrig_simlab::{Event, Lab, LabOptions};
+use posrig_host::Direction;
+use posrig_simlab::Lab;
 use serde_json::json;
 
-/// Long enough for any single exchange with the short simulator T_resp, retries included.
-const WAIT: Duration = Duration::from_secs(15);
-const AMOUNT: u64 = 12_345;
-/// Events that end a sale attempt on the terminal.
-const OUTCOMES: [&str; 6] = [
-    "approved",
-    "declined",
-    "terminated",
-    "refused",
-    "reversal_done",
-    "reversal_failed",
-];
+mod common;
 
-fn lab_with(defects: &[&str], settings: &[&str]) -> Lab {
-    let mut terminal_settings = vec!["policy.response_timeout_ms=800".to_string()];
-    terminal_settings.extend(settings.iter().map(|s| s.to_string()));
-    let lab = Lab::start(LabOptions {
-        defects: defects.iter().map(|d| d.to_string()).collect(),
-        terminal_settings,
-        host_args: Vec::new(),
-    })
-    .expect("the simulated lab starts");
-    lab.insert_card("unionpay-debit").expect("card in");
-    lab
-}
-
-fn lab() -> Lab {
-    lab_with(&[], &[])
-}
-
-/// Types `sale AMOUNT` and returns the console mark before it.
-fn start_sale(lab: &Lab) -> usize {
-    lab.type_command("sale", &[("amount", AMOUNT.to_string())])
-        .expect("sale typed")
-}
-
-/// Runs a sale to its end and returns the event that ended it.
-fn sale(lab: &Lab) -> (usize, Event) {
-    let mark = start_sale(lab);
-    let outcome = lab.wait_event(mark, WAIT, &OUTCOMES).expect("the sale ends");
-    (mark, outcome)
-}
-
-fn messages(journal: &[JournalEntry]) -> Vec<(Direction, String, String)> {
-    journal
-        .iter()
-        .filter(|e| e.direction != Direction::Event)
-        .map(|e| {
-            let mti = e.mti.clone().unwrap_or_default();
-            (e.direction, mti, e.stan.clone().unwrap_or_default())
-        })
-        .collect()
-}
-
-fn financial(journal: &[JournalEntry]) -> Vec<&JournalEntry> {
-    journal
-        .iter()
-        .filter(|e| matches!(e.mti.as_deref(), Some("0200" | "0210" | "0400" | "0410")))
-        .collect()
-}
-
-fn sale_key(stan: &str) -> Key {
-    Key {
-        tid: "TERM0001".into(),
-        batch: "000001".into(),
-        stan: stan.into(),
-    }
-}
-
-fn violations(lab: &Lab) -> (Ledger, Vec<Violation>) {
-    let ledger = lab.host.ledger().expect("ledger");
-    let view = lab.terminal_view().expect("terminal status");
-    let found = oracle::check(&ledger, &view);
-    (ledger, found)
-}
+use common::*;
 
 #[test]
 fn p1_plain_purchase_is_approved_once_with_no_reversal() {
@@ -318,16 +245,6 @@ fn v2_void_of_an_unknown_trace_is_refused_locally_with_nothing_sent() {
         before,
         "nothing reached the host"
     );
-}
-
-#[test]
-fn v2_with_void_unknown_sent_the_void_reaches_the_host_and_is_answered_25() {
-    let lab = lab_with(&["void_unknown_sent"], &[]);
-    let mark = lab.type_command("void", &[("stan", "999999".into())]).unwrap();
-    let outcome = lab
-        .wait_event(mark, WAIT, &["refused", "voided", "declined"])
-        .unwrap();
-    assert_eq!((outcome.name.as_str(), outcome.get("rc")), ("declined", "25"));
 }
 
 /// W2: the power is cut the moment the host receives the 0200; the host still approves it.
