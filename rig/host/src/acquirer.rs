@@ -251,7 +251,11 @@ impl Acquirer {
             (None, Some(sale)) if sale.kind != EntryKind::Sale || !sale.approved() => {
                 code::NO_ORIGINAL.into()
             }
-            (None, Some(sale)) if idempotent && !sale.voided_by.is_empty() => code::INVALID.into(),
+            (None, Some(sale))
+                if idempotent && (!sale.voided_by.is_empty() || sale.reversals_applied > 0) =>
+            {
+                code::INVALID.into()
+            }
             (None, Some(sale)) if sale.amount != amount => code::WRONG_AMOUNT.into(),
             (None, Some(_)) => code::APPROVED.into(),
         };
@@ -306,30 +310,32 @@ impl Acquirer {
             );
         };
         entry.reversal_requests += 1;
-        if let Some(code) = ctx.forced.clone() {
+        if let Some(code) = ctx.forced.clone().filter(|c| c != code::APPROVED) {
             reply.set(39, code.as_str());
-            return (
-                reply,
-                format!(
-                    "reversal {} ({reason}) answered {code} by rule, nothing booked",
-                    key.stan
-                ),
+            let note = format!(
+                "reversal {} ({reason}) answered {code} by rule, nothing booked",
+                key.stan
             );
+            return (reply, note);
         }
-        let repeat = entry.reversals_applied > 0 && self.settings.idempotent_reversals;
-        let moves_money = entry.approved() && !repeat;
-        let note = if moves_money {
-            entry.reversals_applied += 1;
-            let entry = entry.clone();
-            self.undo(&entry, &reason, ctx.t_ns);
-            format!("reversal {} ({reason}) applied", key.stan)
-        } else if repeat {
-            format!("reversal {} ({reason}) already applied: nothing booked", key.stan)
-        } else {
+        let idempotent = self.settings.idempotent_reversals;
+        let note = if !entry.approved() {
             format!(
                 "reversal {} ({reason}) of a declined request: nothing to undo",
                 key.stan
             )
+        } else if idempotent && entry.reversals_applied > 0 {
+            format!("reversal {} ({reason}) already applied: nothing booked", key.stan)
+        } else if idempotent && !entry.voided_by.is_empty() {
+            format!(
+                "reversal {} ({reason}) of a voided sale: nothing left to undo",
+                key.stan
+            )
+        } else {
+            entry.reversals_applied += 1;
+            let entry = entry.clone();
+            self.undo(&entry, &reason, ctx.t_ns);
+            format!("reversal {} ({reason}) applied", key.stan)
         };
         reply.set(39, code::APPROVED);
         (reply, note)

@@ -89,3 +89,32 @@ impl JournalEntry {
         }
     }
 }
+
+/// The journal's entries, numbered in the order they were recorded. Clearing it keeps the
+/// numbering going, so positions are never reused.
+#[derive(Debug, Default)]
+pub struct Journal {
+    entries: Vec<JournalEntry>,
+    next_seq: u64,
+}
+
+impl Journal {
+    /// Numbers `entry`, stores it, and returns the numbered entry.
+    pub fn push(&mut self, mut entry: JournalEntry) -> JournalEntry {
+        entry.seq = self.next_seq;
+        self.next_seq += 1;
+        self.entries.push(entry.clone());
+        entry
+    }
+
+    /// Entries numbered `seq` and later.
+    pub fn since(&self, seq: u64) -> Vec<JournalEntry> {
+        let start = self.entries.partition_point(|e| e.seq < seq);
+        self.entries[start..].to_vec()
+    }
+
+    /// Drops every entry; numbering continues.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+}

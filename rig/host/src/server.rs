@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::acquirer::{Acquirer, Settings};
 use crate::clock::monotonic_ns;
-use crate::journal::{Direction, JournalEntry};
+use crate::journal::{Direction, Journal, JournalEntry};
 use crate::knobs::{Action, AlteredField, Rule};
 use crate::ledger::Ledger;
 
@@ -43,7 +43,7 @@ struct Shared {
     codec: Codec,
     key: MacKey,
     acquirer: Mutex<Acquirer>,
-    journal: Mutex<Vec<JournalEntry>>,
+    journal: Mutex<Journal>,
     feed: broadcast::Sender<JournalEntry>,
     maintenance: watch::Sender<bool>,
     connections: AtomicU64,
@@ -59,7 +59,7 @@ impl Host {
             codec: config.codec,
             key: config.mac_key,
             acquirer: Mutex::new(Acquirer::with_settings(config.settings)),
-            journal: Mutex::new(Vec::new()),
+            journal: Mutex::new(Journal::default()),
             feed: broadcast::channel(4096).0,
             maintenance,
             connections: AtomicU64::new(0),
@@ -110,18 +110,18 @@ impl Host {
 
     /// Journal entries from position `since` on.
     pub fn journal(&self, since: u64) -> Vec<JournalEntry> {
-        let journal = self.shared.journal.lock().expect("journal lock");
-        journal.iter().skip(since as usize).cloned().collect()
+        self.shared.journal.lock().expect("journal lock").since(since)
     }
 
     /// Journal entries from `since` on, and a feed of every later one, with no gap between them.
     pub fn watch(&self, since: u64) -> (Vec<JournalEntry>, broadcast::Receiver<JournalEntry>) {
         let journal = self.shared.journal.lock().expect("journal lock");
         let feed = self.shared.feed.subscribe();
-        (journal.iter().skip(since as usize).cloned().collect(), feed)
+        (journal.since(since), feed)
     }
 
-    /// Empties the ledger, the journal and the rules and restores the default settings.
+    /// Empties the ledger, the journal and the rules and restores the default settings. Journal
+    /// positions keep counting, so a watcher goes on without a gap.
     pub fn reset(&self) {
         *self.shared.acquirer() = Acquirer::default();
         self.shared.journal.lock().expect("journal lock").clear();
@@ -140,11 +140,10 @@ impl Shared {
         self.acquirer.lock().expect("acquirer lock")
     }
 
-    fn record(&self, mut entry: JournalEntry) {
+    fn record(&self, entry: JournalEntry) {
         let mut journal = self.journal.lock().expect("journal lock");
-        entry.seq = journal.len() as u64;
-        journal.push(entry.clone());
-        // Nobody watching is fine.
+        let entry = journal.push(entry);
+        // Sent under the lock so watchers see entries in journal order; nobody watching is fine.
         let _ = self.feed.send(entry);
     }
 }
@@ -229,37 +228,50 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, id: u64) {
         while let Some((body, used)) = shared.codec.split_frame(&buffer) {
             let body = body.to_vec();
             buffer.drain(..used);
-            tokio::spawn(handle_request(shared.clone(), connection.clone(), body, t_ns));
+            // Decided here, in arrival order; only the delivery (which may be delayed) runs apart.
+            if let Some((reply, delivery)) = decide(&shared, &connection, &body, t_ns) {
+                let delayed = matches!(delivery, Some(Action::Delay { .. }));
+                let sending = deliver(shared.clone(), connection.clone(), reply, delivery);
+                if delayed {
+                    tokio::spawn(sending);
+                } else {
+                    sending.await;
+                }
+            }
         }
     };
     shared.record(JournalEntry::event(id, monotonic_ns(), &buffer, why));
 }
 
-async fn handle_request(shared: Arc<Shared>, connection: Arc<Connection>, body: Vec<u8>, t_ns: u64) {
-    let request = match shared.codec.decode(&body) {
+/// Decodes and journals one request and lets the acquirer decide; returns the reply to deliver.
+fn decide(
+    shared: &Shared,
+    connection: &Connection,
+    body: &[u8],
+    t_ns: u64,
+) -> Option<(Message, Option<Action>)> {
+    let request = match shared.codec.decode(body) {
         Ok(request) => request,
         Err(e) => {
             let note = format!("undecodable frame, not answered: {e}");
-            shared.record(JournalEntry::event(connection.id, t_ns, &body, note));
-            return;
+            shared.record(JournalEntry::event(connection.id, t_ns, body, note));
+            return None;
         }
     };
-    let mac_ok = shared.codec.verify_mac(&body, &request, &shared.key);
+    let mac_ok = shared.codec.verify_mac(body, &request, &shared.key);
     let decision = shared.acquirer().decide(&shared.codec, &request, mac_ok, t_ns);
-    shared.record(JournalEntry::message(
-        Direction::In,
-        connection.id,
-        t_ns,
-        &request,
-        &body,
-        decision.note,
-    ));
-    if let Some(reply) = decision.reply {
-        deliver(&shared, &connection, reply, decision.delivery).await;
-    }
+    let entry = JournalEntry::message(Direction::In, connection.id, t_ns, &request, body, decision.note);
+    shared.record(entry);
+    Some((decision.reply?, decision.delivery))
 }
 
-async fn deliver(shared: &Shared, connection: &Connection, mut reply: Message, delivery: Option<Action>) {
+async fn deliver(
+    shared: Arc<Shared>,
+    connection: Arc<Connection>,
+    mut reply: Message,
+    delivery: Option<Action>,
+) {
+    let (shared, connection) = (&*shared, &*connection);
     if let Some(Action::Alter { field }) = &delivery {
         alter(&mut reply, *field);
     }
