@@ -489,50 +489,14 @@ impl Terminal {
             self.set_reversal(Some(record.clone()));
             self.persist();
         }
-        let mut outcome = self.exchange(&mut request, |t| {
+        let authorized = self.authorize(&mut request, |t| {
             if defects.reversal_after_send {
                 t.set_reversal(Some(record.clone()));
                 t.persist();
             }
         });
-        if defects.resend_on_timeout && outcome.as_ref().is_err_and(|f| *f == Failure::Timeout) {
-            self.log("TXN", &format!("timeout stan={stan}, sending the request again"));
-            outcome = self.exchange(&mut request, |_| {});
-        }
-        let received = match outcome {
-            Ok(received) => received,
-            Err(Failure::Unreachable(why)) => {
-                self.set_reversal(None);
-                self.persist();
-                return self.log(
-                    "TERMINATED",
-                    &format!("stan={stan} why=\"host unreachable: {why}\""),
-                );
-            }
-            Err(failure) => {
-                self.log("TXN", &format!("timeout stan={stan} why={}", describe(&failure)));
-                return self.begin_reversal("98", None, None);
-            }
-        };
-        let (auth, rrn) = match self.judge(&request, &received) {
-            Verdict::Approved { auth, rrn } => (auth, rrn),
-            Verdict::Declined(rc) => {
-                self.set_reversal(None);
-                self.persist();
-                return self.log(
-                    "DECLINED",
-                    &format!("stan={stan} rc={rc} reason=\"{}\"", decline_reason(&rc)),
-                );
-            }
-            Verdict::BadMac { auth } => {
-                self.log("TXN", &format!("mac_error stan={stan}"));
-                self.signed_on = false;
-                return self.begin_reversal("A0", auth, None);
-            }
-            Verdict::Mismatch(field) => {
-                self.log("TXN", &format!("mismatch stan={stan} field={field}"));
-                return self.begin_reversal("06", None, None);
-            }
+        let Some((auth, rrn)) = authorized else {
+            return;
         };
         self.complete_sale(&card_path, &card, &request, auth, rrn);
     }
@@ -576,31 +540,71 @@ impl Terminal {
             return self.begin_reversal(&completion_code, Some(auth), Some(icc));
         }
         self.log("EMV", &format!("second_generate_ac=TC stan={stan}"));
-        let amount: u64 = request.text(4).and_then(|a| a.parse().ok()).unwrap_or(0);
-        let record = TxnRecord {
-            kind: RecordKind::Sale,
-            stan: stan.clone(),
-            amount,
-            pan: card.pan.clone(),
-            expiry: card.expiry.clone(),
-            entry_mode: card.entry_mode.clone(),
-            rrn,
-            auth_code: auth,
-            date: request.text(13).unwrap_or("0101").to_string(),
-            voided_by: None,
-            original_stan: None,
-        };
+        let record = committed_record(RecordKind::Sale, request, auth, rrn);
         self.nvm.ram.records.push(record.clone());
         self.set_reversal(None);
         self.persist();
         self.log(
             "APPROVED",
             &format!(
-                "stan={stan} amount={amount} auth={} rrn={}",
-                record.auth_code, record.rrn
+                "stan={stan} amount={} auth={} rrn={}",
+                record.amount, record.auth_code, record.rrn
             ),
         );
         self.receipt(&record);
+    }
+
+    /// Sends a financial request whose reversal record is already stored, and settles every
+    /// outcome but an approval (reversal, decline, abort); returns the auth code and RRN only when
+    /// the host approved.
+    fn authorize(
+        &mut self,
+        request: &mut Message,
+        after_send: impl FnOnce(&mut Self),
+    ) -> Option<(String, String)> {
+        let stan = request.text(11).unwrap_or_default().to_string();
+        let mut outcome = self.exchange(request, after_send);
+        if self.settings.defects.resend_on_timeout && outcome.as_ref().is_err_and(|f| *f == Failure::Timeout)
+        {
+            self.log("TXN", &format!("timeout stan={stan}, sending the request again"));
+            outcome = self.exchange(request, |_| {});
+        }
+        let received = match outcome {
+            Ok(received) => received,
+            Err(Failure::Unreachable(why)) => {
+                self.set_reversal(None);
+                self.persist();
+                self.log(
+                    "TERMINATED",
+                    &format!("stan={stan} why=\"host unreachable: {why}\""),
+                );
+                return None;
+            }
+            Err(failure) => {
+                self.log("TXN", &format!("timeout stan={stan} why={}", describe(&failure)));
+                self.begin_reversal("98", None, None);
+                return None;
+            }
+        };
+        match self.judge(request, &received) {
+            Verdict::Approved { auth, rrn } => return Some((auth, rrn)),
+            Verdict::Declined(rc) => {
+                self.set_reversal(None);
+                self.persist();
+                let line = format!("stan={stan} rc={rc} reason=\"{}\"", decline_reason(&rc));
+                self.log("DECLINED", &line);
+            }
+            Verdict::BadMac { auth } => {
+                self.log("TXN", &format!("mac_error stan={stan}"));
+                self.signed_on = false;
+                self.begin_reversal("A0", auth, None);
+            }
+            Verdict::Mismatch(field) => {
+                self.log("TXN", &format!("mismatch stan={stan} field={field}"));
+                self.begin_reversal("06", None, None);
+            }
+        }
+        None
     }
 
     fn sale_request(&self, card: &Card, stan: &str, amount: u64) -> Message {
@@ -701,66 +705,20 @@ impl Terminal {
         let mut request = self.void_request(&original, &stan);
         self.set_reversal(Some(self.reversal_record(&request, VOID)));
         self.persist();
-        let received = match self.exchange(&mut request, |_| {}) {
-            Ok(received) => received,
-            Err(Failure::Unreachable(why)) => {
-                self.set_reversal(None);
-                self.persist();
-                return self.log(
-                    "TERMINATED",
-                    &format!("stan={stan} why=\"host unreachable: {why}\""),
-                );
-            }
-            Err(failure) => {
-                self.log("TXN", &format!("timeout stan={stan} why={}", describe(&failure)));
-                return self.begin_reversal("98", None, None);
-            }
+        let Some((auth, rrn)) = self.authorize(&mut request, |_| {}) else {
+            return;
         };
-        match self.judge(&request, &received) {
-            Verdict::Approved { auth, rrn } => {
-                let record = TxnRecord {
-                    kind: RecordKind::Void,
-                    stan: stan.clone(),
-                    amount: original.amount,
-                    pan: original.pan.clone(),
-                    expiry: original.expiry.clone(),
-                    entry_mode: original.entry_mode.clone(),
-                    rrn,
-                    auth_code: auth,
-                    date: request.text(13).unwrap_or("0101").to_string(),
-                    voided_by: None,
-                    original_stan: Some(original_stan.to_string()),
-                };
-                if let Some(sale) = self.nvm.ram.records.iter_mut().find(|r| r.stan == original_stan) {
-                    sale.voided_by = Some(stan.clone());
-                }
-                self.nvm.ram.records.push(record.clone());
-                self.set_reversal(None);
-                self.persist();
-                self.log(
-                    "VOIDED",
-                    &format!("stan={stan} original={original_stan} amount={}", original.amount),
-                );
-                self.receipt(&record);
-            }
-            Verdict::Declined(rc) => {
-                self.set_reversal(None);
-                self.persist();
-                self.log(
-                    "DECLINED",
-                    &format!("stan={stan} rc={rc} reason=\"{}\"", decline_reason(&rc)),
-                );
-            }
-            Verdict::BadMac { auth } => {
-                self.log("TXN", &format!("mac_error stan={stan}"));
-                self.signed_on = false;
-                self.begin_reversal("A0", auth, None);
-            }
-            Verdict::Mismatch(field) => {
-                self.log("TXN", &format!("mismatch stan={stan} field={field}"));
-                self.begin_reversal("06", None, None);
-            }
+        let mut record = committed_record(RecordKind::Void, &request, auth, rrn);
+        record.original_stan = Some(original_stan.to_string());
+        if let Some(sale) = self.nvm.ram.records.iter_mut().find(|r| r.stan == original_stan) {
+            sale.voided_by = Some(stan.clone());
         }
+        self.nvm.ram.records.push(record.clone());
+        self.set_reversal(None);
+        self.persist();
+        let line = format!("stan={stan} original={original_stan} amount={}", original.amount);
+        self.log("VOIDED", &line);
+        self.receipt(&record);
     }
 
     fn void_request(&self, original: &TxnRecord, stan: &str) -> Message {
@@ -875,6 +833,24 @@ impl Terminal {
 
     fn log(&mut self, tag: &str, text: &str) {
         self.console.log(tag, text);
+    }
+}
+
+/// The record of a request the host approved and the terminal completed.
+fn committed_record(kind: RecordKind, request: &Message, auth_code: String, rrn: String) -> TxnRecord {
+    let text = |n: u8| request.text(n).unwrap_or_default().to_string();
+    TxnRecord {
+        kind,
+        stan: text(11),
+        amount: request.text(4).and_then(|a| a.parse().ok()).unwrap_or(0),
+        pan: text(2),
+        expiry: text(14),
+        entry_mode: text(22),
+        rrn,
+        auth_code,
+        date: text(13),
+        voided_by: None,
+        original_stan: None,
     }
 }
 

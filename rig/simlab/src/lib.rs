@@ -12,6 +12,6 @@ mod profile;
 
 pub use console::{ConsoleLine, ConsoleTap};
 pub use host::{HostProcess, JournalFeed};
-pub use lab::{Lab, LabOptions};
+pub use lab::{Lab, LabOptions, SALE_ENDINGS};
 pub use paths::{fixture, program, workspace_root};
 pub use profile::{ConsoleSettings, Event, Profile};

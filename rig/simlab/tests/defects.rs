@@ -54,18 +54,7 @@ fn stan_reset_on_boot_reuses_a_stan_of_the_batch() {
 #[test]
 fn no_reversal_persist_loses_the_reversal_in_a_power_cycle() {
     let mut lab = lab_with(&["no_reversal_persist"], &[]);
-    lab.host
-        .add_rule(json!({"kind": "sale", "times": 1, "action": "drop_reply"}))
-        .unwrap();
-    let mut feed = lab.host.watch(0).unwrap();
-    let mark = start_sale(&lab);
-    feed.wait_for(WAIT, |e| {
-        e.direction == Direction::In && e.mti.as_deref() == Some("0200")
-    })
-    .unwrap();
-    lab.host.set_settings(json!({"maintenance": true})).unwrap();
-    let pending = lab.wait_event(mark, WAIT, &["reversal_unreachable"]).unwrap();
-    let stan = pending.get("stan").to_string();
+    let stan = strand_a_reversal(&lab);
     lab.power_off();
     lab.host.set_settings(json!({"maintenance": false})).unwrap();
     lab.power_on().unwrap();
@@ -78,14 +67,7 @@ fn no_reversal_on_card_removal_abandons_an_approved_sale() {
         &["no_reversal_on_card_removal"],
         &["timing.second_generate_ac_ms=300"],
     );
-    let mut feed = lab.host.watch(0).unwrap();
-    let mark = start_sale(&lab);
-    feed.wait_for(WAIT, |e| {
-        e.direction == Direction::Out && e.mti.as_deref() == Some("0210")
-    })
-    .unwrap();
-    lab.remove_card().unwrap();
-    let outcome = lab.wait_event(mark, WAIT, &OUTCOMES).unwrap();
+    let (_, outcome) = pull_card_after_approval(&lab);
     assert_eq!(outcome.name, "terminated");
     let stan = outcome.get("stan").to_string();
     assert_eq!(broken(&lab), vec![(1, stan.clone()), (6, stan)]);

@@ -1,33 +1,25 @@
-//! More domain.md §4 rows on the simulated lab: card handling (C2, C3), replies the terminal must
-//! not trust (P4, P9), reversal exhaustion under both policies (P12), voids (V3, V7) and
-//! settlement with a pending reversal (P16).
+//! More domain.md §4 rows on the simulated lab: card handling (C1, C2, C3), replies the terminal must
+//! not trust (P4, P9), reversal exhaustion under both policies (P12), a sale held back by a pending reversal (P13), voids (V3, V7) and settlement
+//! with a pending reversal (P16).
 
 mod common;
 
 use common::*;
 use posrig_host::Direction;
+use posrig_simlab::{Event, Lab};
 use serde_json::json;
 
 #[test]
 fn c2_card_pulled_after_the_request_is_reversed_with_96() {
     let lab = lab_with(&[], &["timing.second_generate_ac_ms=300"]);
-    let mut feed = lab.host.watch(0).unwrap();
-    let mark = start_sale(&lab);
-    feed.wait_for(WAIT, |e| {
-        e.direction == Direction::Out && e.mti.as_deref() == Some("0210")
-    })
-    .unwrap();
-    lab.remove_card().unwrap();
-    let outcome = lab.wait_event(mark, WAIT, &OUTCOMES).unwrap();
+    let (mark, outcome) = pull_card_after_approval(&lab);
     assert_eq!(outcome.name, "reversal_done");
     let events: Vec<String> = lab.events_since(mark).into_iter().map(|e| e.name).collect();
     assert!(events.contains(&"card_removed".to_string()), "{events:?}");
     assert!(!events.contains(&"approved".to_string()), "{events:?}");
     let reversal = find(&lab.host.journal().unwrap(), Direction::In, "0400");
     assert_eq!(reversal.fields.get(&39).map(String::as_str), Some("96"));
-    let (ledger, found) = violations(&lab);
-    assert_eq!(ledger.net(&sale_key(outcome.get("stan"))), 0);
-    assert!(found.is_empty(), "{found:?}");
+    assert_nothing_charged(&lab, outcome.get("stan"));
 }
 
 #[test]
@@ -74,9 +66,7 @@ fn p4_late_reply_is_ignored_and_the_sale_reversed() {
     let (mark, outcome) = sale(&lab);
     assert_eq!(outcome.name, "reversal_done");
     assert!(!lab.events_since(mark).iter().any(|e| e.name == "approved"));
-    let (ledger, found) = violations(&lab);
-    assert_eq!(ledger.net(&sale_key(outcome.get("stan"))), 0);
-    assert!(found.is_empty(), "{found:?}");
+    assert_nothing_charged(&lab, outcome.get("stan"));
 }
 
 #[test]
@@ -104,16 +94,21 @@ fn p9_reply_with_a_wrong_stan_tid_or_amount_is_reversed_with_06() {
     assert!(found.is_empty(), "{found:?}");
 }
 
-#[test]
-fn p12_reversal_refused_n_times_is_dropped_and_reported() {
-    let lab = lab_with(&[], &["policy.reversal_attempts=2"]);
+/// A sale whose reply is lost and every reversal of which the host answers 96.
+fn sale_with_refused_reversals(lab: &Lab) -> (usize, Event) {
     lab.host
         .add_rule(json!({"kind": "sale", "times": 1, "action": "drop_reply"}))
         .unwrap();
     lab.host
         .add_rule(json!({"kind": "reversal", "action": "respond", "code": "96"}))
         .unwrap();
-    let (mark, outcome) = sale(&lab);
+    sale(lab)
+}
+
+#[test]
+fn p12_reversal_refused_n_times_is_dropped_and_reported() {
+    let lab = lab_with(&[], &["policy.reversal_attempts=2"]);
+    let (mark, outcome) = sale_with_refused_reversals(&lab);
     assert_eq!(outcome.name, "reversal_failed");
     assert_eq!(outcome.get("policy"), "drop_and_notify");
     let attempts = lab
@@ -144,13 +139,7 @@ fn p12_keep_and_block_refuses_the_next_sale() {
             "policy.exhaustion=\"keep_and_block\"",
         ],
     );
-    lab.host
-        .add_rule(json!({"kind": "sale", "times": 1, "action": "drop_reply"}))
-        .unwrap();
-    lab.host
-        .add_rule(json!({"kind": "reversal", "action": "respond", "code": "96"}))
-        .unwrap();
-    let (_, outcome) = sale(&lab);
+    let (_, outcome) = sale_with_refused_reversals(&lab);
     assert_eq!(
         (outcome.name.as_str(), outcome.get("policy")),
         ("reversal_failed", "keep_and_block")

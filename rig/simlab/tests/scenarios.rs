@@ -138,30 +138,13 @@ fn p7_bad_mac_on_approval_reverses_with_a0_and_the_auth_code_after_signing_on_ag
         "signed on at boot and again after the MAC error"
     );
     assert!(reply.seq < signons[1] && signons[1] < reversal.seq);
-    let (ledger, found) = violations(&lab);
-    assert_eq!(ledger.net(&sale_key(reversal.stan.as_deref().unwrap())), 0);
-    assert!(found.is_empty(), "{found:?}");
+    assert_nothing_charged(&lab, reversal.stan.as_deref().unwrap());
 }
 
 #[test]
 fn p14_pending_reversal_survives_a_power_cycle_and_goes_before_the_next_sale() {
     let mut lab = lab();
-    lab.host
-        .add_rule(json!({"kind": "sale", "times": 1, "action": "drop_reply"}))
-        .unwrap();
-    let mut feed = lab.host.watch(0).unwrap();
-    let mark = start_sale(&lab);
-    feed.wait_for(WAIT, |e| {
-        e.direction == Direction::In && e.mti.as_deref() == Some("0200")
-    })
-    .unwrap();
-    // The host goes into maintenance: the terminal's 0400 cannot get through.
-    lab.host.set_settings(json!({"maintenance": true})).unwrap();
-    let unreachable = lab
-        .wait_event(mark, WAIT, &["reversal_unreachable", "reversal_done"])
-        .unwrap();
-    assert_eq!(unreachable.name, "reversal_unreachable");
-    let old_stan = unreachable.get("stan").to_string();
+    let old_stan = strand_a_reversal(&lab);
 
     lab.power_off();
     lab.host.set_settings(json!({"maintenance": false})).unwrap();
@@ -257,12 +240,8 @@ fn cut_power_when_the_request_arrives(lab: &mut Lab) -> String {
             e.direction == Direction::In && e.mti.as_deref() == Some("0200")
         })
         .unwrap();
-    lab.power_off();
-    let boot = lab.console.mark();
-    lab.power_on().unwrap();
-    // Anything pending at boot is sent at boot (policy reversal_at_boot); wait for it to settle.
-    lab.terminal_view().unwrap();
-    lab.console.wait_for(boot, WAIT, |e| e.name == "status").unwrap();
+    // Anything pending at boot is sent at boot (policy reversal_at_boot).
+    power_cycle(lab);
     request.stan.unwrap()
 }
 
@@ -322,11 +301,7 @@ fn cut_power_before_completion(lab: &mut Lab) -> String {
     // Reply flush ends ≈60 ms after the 0210, the 2nd GENERATE AC ≈150 ms later, the commit ≈60 ms
     // after that: 120 ms after the reply lands between the first flush and the commit.
     std::thread::sleep(Duration::from_millis(120));
-    lab.power_off();
-    let boot = lab.console.mark();
-    lab.power_on().unwrap();
-    lab.terminal_view().unwrap();
-    lab.console.wait_for(boot, WAIT, |e| e.name == "status").unwrap();
+    power_cycle(lab);
     reply.stan.unwrap()
 }
 
@@ -346,9 +321,7 @@ fn w4_power_cut_before_completion_is_reversed_with_96_and_the_auth_code() {
     assert_eq!(reversal.fields.get(&38), reply.fields.get(&38));
     let events: Vec<String> = lab.events_since(0).into_iter().map(|e| e.name).collect();
     assert!(!events.contains(&"receipt".to_string()), "no receipt: {events:?}");
-    let (ledger, found) = violations(&lab);
-    assert_eq!(ledger.net(&sale_key(&stan)), 0);
-    assert!(found.is_empty(), "{found:?}");
+    assert_nothing_charged(&lab, &stan);
 }
 
 #[test]

@@ -8,18 +8,10 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use posrig_simlab::oracle::{self, TerminalView};
-use posrig_simlab::{Lab, LabOptions};
+use posrig_simlab::{Lab, LabOptions, SALE_ENDINGS};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
-const ENDINGS: [&str; 6] = [
-    "approved",
-    "declined",
-    "terminated",
-    "refused",
-    "reversal_done",
-    "reversal_failed",
-];
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -108,7 +100,7 @@ fn demo(results: &Path) -> Result<bool, String> {
 
 fn sale_and_tell(lab: &Lab, amount: u64) -> Result<(), String> {
     let mark = lab.type_command("sale", &[("amount", amount.to_string())])?;
-    let last = lab.wait_event(mark, WAIT, &ENDINGS)?;
+    let last = lab.wait_event(mark, WAIT, &SALE_ENDINGS)?;
     // Let the lines that follow the outcome (the receipt) arrive.
     let _ = lab.wait_event(mark, Duration::from_millis(300), &["receipt"]);
     for line in &lab.console.lines()[mark..] {

@@ -6,20 +6,12 @@ use std::time::Duration;
 
 use posrig_host::{Direction, JournalEntry, Key, Ledger};
 use posrig_simlab::oracle::{self, Violation};
+pub use posrig_simlab::SALE_ENDINGS as OUTCOMES;
 use posrig_simlab::{Event, Lab, LabOptions};
 
 /// Long enough for any single exchange with the short simulator T_resp, retries included.
 pub const WAIT: Duration = Duration::from_secs(15);
 pub const AMOUNT: u64 = 12_345;
-/// Events that end a sale attempt on the terminal.
-pub const OUTCOMES: [&str; 6] = [
-    "approved",
-    "declined",
-    "terminated",
-    "refused",
-    "reversal_done",
-    "reversal_failed",
-];
 
 pub fn lab_with(defects: &[&str], settings: &[&str]) -> Lab {
     let mut terminal_settings = vec!["policy.response_timeout_ms=800".to_string()];
@@ -91,4 +83,52 @@ pub fn find(journal: &[JournalEntry], direction: Direction, mti: &str) -> Journa
         .find(|e| e.direction == direction && e.mti.as_deref() == Some(mti))
         .unwrap_or_else(|| panic!("no {direction:?} {mti} in the journal"))
         .clone()
+}
+
+/// True for a journal entry going `direction` with `mti`.
+pub fn is(entry: &JournalEntry, direction: Direction, mti: &str) -> bool {
+    entry.direction == direction && entry.mti.as_deref() == Some(mti)
+}
+
+/// A sale whose reply the host drops, after which the host goes into maintenance so the
+/// terminal's reversal cannot get through. Returns the STAN left pending; maintenance stays on.
+pub fn strand_a_reversal(lab: &Lab) -> String {
+    lab.host
+        .add_rule(serde_json::json!({"kind": "sale", "times": 1, "action": "drop_reply"}))
+        .unwrap();
+    let mut feed = lab.host.watch(0).unwrap();
+    let mark = start_sale(lab);
+    feed.wait_for(WAIT, |e| is(e, Direction::In, "0200")).unwrap();
+    lab.host
+        .set_settings(serde_json::json!({"maintenance": true}))
+        .unwrap();
+    let stranded = lab
+        .wait_event(mark, WAIT, &["reversal_unreachable", "reversal_done"])
+        .unwrap();
+    assert_eq!(stranded.name, "reversal_unreachable");
+    stranded.get("stan").to_string()
+}
+
+/// A sale during which the card is pulled as soon as the host has sent its approval. Returns the
+/// console mark and the event that ended the sale.
+pub fn pull_card_after_approval(lab: &Lab) -> (usize, Event) {
+    let mut feed = lab.host.watch(0).unwrap();
+    let mark = start_sale(lab);
+    feed.wait_for(WAIT, |e| is(e, Direction::Out, "0210")).unwrap();
+    lab.remove_card().unwrap();
+    (mark, lab.wait_event(mark, WAIT, &OUTCOMES).unwrap())
+}
+
+/// Cuts the terminal's power, restores it, and waits until it has done what it does at boot.
+pub fn power_cycle(lab: &mut Lab) {
+    lab.power_off();
+    lab.power_on().unwrap();
+    lab.terminal_view().unwrap();
+}
+
+/// The host holds nothing for sale `stan`, and the oracle finds no violation at all.
+pub fn assert_nothing_charged(lab: &Lab, stan: &str) {
+    let (ledger, found) = violations(lab);
+    assert_eq!(ledger.net(&sale_key(stan)), 0, "net for sale {stan}");
+    assert!(found.is_empty(), "{found:?}");
 }
