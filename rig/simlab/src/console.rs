@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use posrig_host::monotonic_ns;
 use serialport::{SerialPort, TTYPort};
 
-use crate::profile::{Event, Profile};
+use posrig_core::profile::{Event, Profile};
 
 /// One line the terminal wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]

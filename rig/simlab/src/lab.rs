@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::console::{ConsoleLine, ConsoleTap};
 use crate::host::HostProcess;
 use crate::paths;
-use crate::profile::{Event, Profile};
+use posrig_core::profile::{Event, Profile};
 
 /// How long the terminal may take to boot and sign on.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(15);

@@ -8,10 +8,10 @@ mod host;
 mod lab;
 pub mod oracle;
 mod paths;
-mod profile;
+
 
 pub use console::{ConsoleLine, ConsoleTap};
 pub use host::{HostProcess, JournalFeed};
 pub use lab::{Lab, LabOptions, SALE_ENDINGS};
 pub use paths::{fixture, program, workspace_root};
-pub use profile::{ConsoleSettings, Event, Profile};
+pub use posrig_core::profile::{ConsoleSettings, Event, Profile};

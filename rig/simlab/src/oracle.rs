@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use posrig_host::{EntryKind, Ledger};
 
-use crate::profile::Event;
+use posrig_core::profile::Event;
 
 /// What the terminal holds, as its console showed it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

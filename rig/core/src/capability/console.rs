@@ -1,0 +1,30 @@
+//! The terminal's serial console.
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::profile::Event;
+
+/// One line the terminal wrote, time-stamped when its last byte was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleLine {
+    /// Rig clock (CLOCK_MONOTONIC) in nanoseconds.
+    pub t_ns: u64,
+    /// The line without its ending.
+    pub text: String,
+    /// Its canonical event, when the terminal profile recognises it.
+    pub event: Option<Event>,
+}
+
+/// Receives every console line on the reading thread, as soon as it is complete. The trigger
+/// engine and the timeline are sinks: matching happens in the read path, with no hop.
+pub type LineSink = Arc<dyn Fn(&ConsoleLine) + Send + Sync>;
+
+/// Bytes out to the terminal's console (commands); lines come in through the [`LineSink`] the
+/// console was opened with.
+pub trait Console: Send + Sync {
+    /// Writes bytes to the terminal.
+    fn write(&self, bytes: &[u8]) -> Result<()>;
+    /// The device the console reads, e.g. `/dev/ttyUSB0` or a PTY.
+    fn device(&self) -> String;
+}

@@ -1,0 +1,12 @@
+//! The rig controller: capabilities (one small trait per thing the rig does to the terminal),
+//! the simulator backends, the console reader, the timeline, the trigger engine, the oracle and
+//! the safe state. Python describes, Rust acts, the timeline records, the oracle judges.
+
+pub mod capability;
+pub mod error;
+pub mod profile;
+pub mod timeline;
+
+pub use error::{Result, RigError};
+pub mod oracle;
+pub mod sim;
