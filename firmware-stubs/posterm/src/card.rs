@@ -45,6 +45,38 @@ pub struct Card {
     pub second_generate_ac: SecondGenerateAc,
 }
 
+impl Card {
+    /// Checks every field against what the wire can carry; the error names the field.
+    fn validate(&self) -> Result<(), String> {
+        let digits = |text: &str| text.chars().all(|c| c.is_ascii_digit());
+        let check = |ok: bool, problem: &str| if ok { Ok(()) } else { Err(problem.to_string()) };
+        check(
+            (12..=19).contains(&self.pan.len()) && digits(&self.pan),
+            "pan must be 12 to 19 digits",
+        )?;
+        check(
+            self.expiry.len() == 4 && digits(&self.expiry),
+            "expiry must be 4 digits, YYMM",
+        )?;
+        check(
+            self.track2.len() <= 37 && self.track2.chars().all(|c| c.is_ascii_digit() || c == 'D'),
+            "track2 must be at most 37 digits with 'D' as the separator",
+        )?;
+        check(
+            self.sequence.len() == 3 && digits(&self.sequence),
+            "sequence must be 3 digits",
+        )?;
+        check(
+            self.entry_mode.len() == 3 && digits(&self.entry_mode),
+            "entry_mode must be 3 digits",
+        )?;
+        check(
+            hex::decode(&self.icc).is_ok_and(|icc| icc.len() <= 255),
+            "icc must be hexadecimal TLV of at most 255 bytes",
+        )
+    }
+}
+
 fn default_sequence() -> String {
     "001".into()
 }
@@ -82,8 +114,38 @@ impl CardSlot {
         let path = self.inserted().ok_or("no card in the slot")?;
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("card profile {}: {e}", path.display()))?;
-        let card =
+        let card: Card =
             toml::from_str(&text).map_err(|e| format!("card profile {}: {}", path.display(), e.message()))?;
+        card.validate()
+            .map_err(|problem| format!("card profile {}: {problem}", path.display()))?;
         Ok((path, card))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(pan: &str, icc: &str) -> Card {
+        Card {
+            name: "test".into(),
+            pan: pan.into(),
+            expiry: "2912".into(),
+            track2: format!("{pan}D2912"),
+            sequence: "001".into(),
+            entry_mode: "051".into(),
+            icc: icc.into(),
+            second_generate_ac: SecondGenerateAc::Tc,
+        }
+    }
+
+    #[test]
+    fn bad_card_profiles_are_refused_with_the_field_named() {
+        assert!(card("6222021234567890123", "9F360200").validate().is_ok());
+        assert!(card("aaaaaéééé", "").validate().unwrap_err().contains("pan"));
+        assert!(card("6222021234567890123", "9F3")
+            .validate()
+            .unwrap_err()
+            .contains("icc"));
     }
 }

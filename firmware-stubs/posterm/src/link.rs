@@ -12,6 +12,8 @@ use posrig_iso8583::{Codec, Message};
 pub enum Failure {
     /// The connection could not be opened: nothing was sent.
     Unreachable(String),
+    /// The request could not be encoded (a stored record with a bad field): nothing was sent.
+    Unencodable(String),
     /// The request was sent and no reply came in time.
     Timeout,
     /// The request was sent and the connection ended before a reply.

@@ -6,6 +6,7 @@
 mod card;
 mod clock;
 mod console;
+mod emv;
 mod link;
 mod nvm;
 mod settings;

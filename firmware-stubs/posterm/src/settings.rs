@@ -56,8 +56,8 @@ impl Default for Identity {
 pub enum ReversalTrigger {
     /// As soon as the failure is known, and again before the next online message if still pending.
     Immediate,
-    /// Only before the next online message (sale, void, settlement).
-    NextOnline,
+    /// Lazily: only before the next online message (sale, void, settlement).
+    Lazy,
 }
 
 /// What happens after N failed reversal attempts.
@@ -178,8 +178,9 @@ impl Settings {
             }
             None => toml::Table::new(),
         };
+        let defaults = toml::Table::try_from(Settings::default()).map_err(|e| e.to_string())?;
         for item in overrides {
-            apply_override(&mut table, item)?;
+            apply_override(&mut table, &defaults, item)?;
         }
         for name in defects {
             if !Defects::NAMES.contains(&name.as_str()) {
@@ -188,7 +189,7 @@ impl Settings {
                     Defects::NAMES.join(", ")
                 ));
             }
-            apply_override(&mut table, &format!("defects.{name}=true"))?;
+            apply_override(&mut table, &defaults, &format!("defects.{name}=true"))?;
         }
         let settings: Settings = table.try_into().map_err(|e: toml::de::Error| {
             let origin = file.map_or("settings".to_string(), |p| p.display().to_string());
@@ -201,8 +202,26 @@ impl Settings {
     fn validate(&self) -> Result<(), String> {
         let id = &self.identity;
         let check = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_string()) };
-        check(id.tid.len() == 8, "identity.tid must be 8 characters")?;
-        check(id.mid.len() == 15, "identity.mid must be 15 characters")?;
+        let printable = |text: &str| text.chars().all(|c| (' '..='~').contains(&c));
+        check(
+            id.tid.len() == 8 && printable(&id.tid),
+            "identity.tid must be 8 printable ASCII characters",
+        )?;
+        check(
+            id.mid.len() == 15 && printable(&id.mid),
+            "identity.mid must be 15 printable ASCII characters",
+        )?;
+        check(
+            id.currency.len() == 3 && id.currency.chars().all(|c| c.is_ascii_digit()),
+            "identity.currency must be 3 digits (156 for CNY)",
+        )?;
+        check(
+            self.policy
+                .reversal_success_codes
+                .iter()
+                .all(|c| c.len() == 2 && c.chars().all(|c| c.is_ascii_alphanumeric())),
+            "policy.reversal_success_codes must be two-character response codes",
+        )?;
         check(hex_of(&id.tpdu, 5), "identity.tpdu must be 10 hex digits")?;
         check(hex_of(&id.header, 6), "identity.header must be 12 hex digits")?;
         check(hex_of(&id.mac_key, 8), "identity.mac_key must be 16 hex digits")?;
@@ -225,9 +244,10 @@ fn hex_of(text: &str, bytes: usize) -> bool {
     text.len() == bytes * 2 && text.chars().all(|c| c.is_ascii_hexdigit())
 }
 
-/// Applies one `section.key=value` override; the value is read as TOML, or as a string when it is
-/// not valid TOML.
-fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), String> {
+/// Applies one `section.key=value` override. The value is taken as text where the setting is
+/// text (so `identity.currency=156` stays "156"), and read as TOML otherwise (numbers, booleans,
+/// lists); unknown keys are reported when the settings are read.
+fn apply_override(table: &mut toml::Table, defaults: &toml::Table, item: &str) -> Result<(), String> {
     let (path, raw) = item
         .split_once('=')
         .ok_or_else(|| format!("--set {item}: expected section.key=value"))?;
@@ -235,11 +255,20 @@ fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), String> {
         .trim()
         .split_once('.')
         .ok_or_else(|| format!("--set {item}: expected section.key=value"))?;
-    let value = format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    let is_text = matches!(
+        defaults.get(section).and_then(|s| s.get(key)),
+        Some(toml::Value::String(_))
+    );
+    let unquoted = raw.trim().trim_matches('"').to_string();
+    let value = if is_text {
+        toml::Value::String(unquoted)
+    } else {
+        format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(unquoted))
+    };
     let section_table = table
         .entry(section.to_string())
         .or_insert_with(|| toml::Value::Table(toml::Table::new()))
@@ -276,6 +305,16 @@ mod tests {
         assert!(unknown.contains("unknown defect"), "{unknown}");
         let attempts = Settings::load(None, &["policy.reversal_attempts=7".into()], &[]).unwrap_err();
         assert!(attempts.contains("reversal_attempts"), "{attempts}");
+        let currency = Settings::load(
+            None,
+            &["identity.currency=156".into(), "identity.tid=12345678".into()],
+            &[],
+        );
+        assert_eq!(
+            currency.unwrap().identity.currency,
+            "156",
+            "text settings stay text"
+        );
         let typo = Settings::load(None, &["policy.reversal_atempts=2".into()], &[]).unwrap_err();
         assert!(typo.contains("reversal_atempts"), "{typo}");
     }

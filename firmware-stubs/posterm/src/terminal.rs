@@ -9,6 +9,7 @@ use posrig_iso8583::{Codec, MacKey, Message};
 use crate::card::{Card, CardSlot, SecondGenerateAc};
 use crate::clock;
 use crate::console::Console;
+use crate::emv;
 use crate::link::{Failure, HostLink, Received};
 use crate::nvm::{Nvm, RecordKind, ReversalRecord, TxnRecord};
 use crate::settings::{Exhaustion, ReversalTrigger, Settings};
@@ -21,6 +22,8 @@ const VOID: &str = "200000";
 const NET_FINANCIAL: &str = "000";
 /// 60.3 of a sign-on with a single-DES key.
 const NET_SIGNON: &str = "003";
+/// Cryptogram information data of an application authentication cryptogram (a card decline).
+const AAC: u8 = 0x00;
 /// 60.3 of a settlement.
 const NET_SETTLEMENT: &str = "201";
 
@@ -198,17 +201,34 @@ impl Terminal {
         }
     }
 
-    fn persist(&mut self) {
-        if let Err(e) = self.nvm.flush() {
-            self.log("ERROR", &format!("NVM write failed: {e}"));
+    /// Flushes the NVM; a failure is logged and returned as `false`, and whatever depended on
+    /// the write must not go ahead.
+    fn persist(&mut self) -> bool {
+        match self.nvm.flush() {
+            Ok(()) => true,
+            Err(e) => {
+                self.log("ERROR", &format!("NVM write failed: {e}"));
+                false
+            }
         }
     }
 
-    /// Takes the next STAN and persists it before it can be sent (rule 3).
-    fn next_stan(&mut self) -> String {
+    /// Takes the next STAN and persists it before it can be sent (rule 3); `None` when the flash
+    /// would not take it.
+    fn next_stan(&mut self) -> Option<String> {
         self.nvm.ram.stan = self.nvm.ram.stan % 999_999 + 1;
-        self.persist();
-        format!("{:06}", self.nvm.ram.stan)
+        self.persist().then(|| format!("{:06}", self.nvm.ram.stan))
+    }
+
+    /// Stores the write-ahead reversal record of a request about to be sent (rule 1); `false`
+    /// (nothing stored, nothing to send) when the flash would not take it.
+    fn arm_reversal(&mut self, record: ReversalRecord) -> bool {
+        self.set_reversal(Some(record));
+        if self.persist() {
+            return true;
+        }
+        self.set_reversal(None);
+        false
     }
 
     fn batch(&self) -> String {
@@ -236,7 +256,7 @@ impl Terminal {
             .codec
             .encode_signed(request, &self.key)
             .and_then(|body| self.codec.frame(body))
-            .map_err(|e| Failure::Unreachable(format!("cannot encode the request: {e}")))?;
+            .map_err(|e| Failure::Unencodable(e.to_string()))?;
         let mut session = self.link.connect()?;
         session.send(&framed)?;
         let stan = request.text(11).unwrap_or("-").to_string();
@@ -266,12 +286,13 @@ impl Terminal {
         }
     }
 
-    /// Judges the reply to a financial request.
+    /// Judges the reply to a financial request. A reply whose MAC does not verify is not trusted,
+    /// whatever its response code.
     fn judge(&self, request: &Message, received: &Received) -> Verdict {
         let reply = &received.message;
         let rc = reply.text(39).unwrap_or("--").to_string();
         let mac_ok = self.codec.verify_mac(&received.raw, reply, &self.key) == Some(true);
-        if rc == "00" && !mac_ok {
+        if !mac_ok {
             return Verdict::BadMac {
                 auth: reply.text(38).map(str::to_string),
             };
@@ -294,7 +315,9 @@ impl Terminal {
     // ---- sign-on and reversals ---------------------------------------------------------------
 
     fn signon(&mut self) {
-        let stan = self.next_stan();
+        let Some(stan) = self.next_stan() else {
+            return self.log("SIGNON", "failed stan=- why=\"NVM write failed\"");
+        };
         let mut request = self.message("0800");
         request
             .set(11, stan.as_str())
@@ -366,6 +389,11 @@ impl Terminal {
     fn deliver_reversal(&mut self) {
         let limit = self.settings.policy.reversal_attempts;
         while let Some(record) = self.reversal().cloned().filter(|r| !r.exhausted) {
+            if record.attempts >= limit {
+                // A power cut between the last attempt and its policy: apply it, send nothing more.
+                self.exhaust(|_| {});
+                return self.log_exhausted(&record);
+            }
             let mut request = self.reversal_request(&record);
             let attempt = format!("{}/{limit}", record.attempts + 1);
             let outcome = self.exchange(&mut request, |_| {});
@@ -384,27 +412,31 @@ impl Terminal {
                 Ok(reply) => format!("rc={}", reply.message.text(39).unwrap_or("--")),
                 Err(failure) => describe(&failure),
             };
+            let line = format!("rejected stan={} {rejected} attempt={attempt}", record.stan);
+            if record.attempts + 1 >= limit {
+                // The attempt and the policy that follows it are one write.
+                self.exhaust(|r| r.attempts += 1);
+                self.log("REVERSAL", &line);
+                return self.log_exhausted(&record);
+            }
             self.update_reversal(|r| r.attempts += 1);
             self.persist();
-            self.log(
-                "REVERSAL",
-                &format!("rejected stan={} {rejected} attempt={attempt}", record.stan),
-            );
-            if record.attempts + 1 >= limit {
-                self.exhaust(&record);
-                return;
-            }
+            self.log("REVERSAL", &line);
         }
     }
 
-    fn exhaust(&mut self, record: &ReversalRecord) {
-        let policy = self.settings.policy.exhaustion;
-        match policy {
+    /// Applies the exhaustion policy (after `last_change` to the record) in one flush.
+    fn exhaust(&mut self, last_change: impl FnOnce(&mut ReversalRecord)) {
+        self.update_reversal(last_change);
+        match self.settings.policy.exhaustion {
             Exhaustion::DropAndNotify => self.set_reversal(None),
             Exhaustion::KeepAndBlock => self.update_reversal(|r| r.exhausted = true),
         }
         self.persist();
-        let policy = match policy {
+    }
+
+    fn log_exhausted(&mut self, record: &ReversalRecord) {
+        let policy = match self.settings.policy.exhaustion {
             Exhaustion::DropAndNotify => "drop_and_notify",
             Exhaustion::KeepAndBlock => "keep_and_block",
         };
@@ -474,7 +506,9 @@ impl Terminal {
         if let Err(why) = self.ready_for_online() {
             return self.log("REFUSED", &format!("stan=- why=\"{why}\""));
         }
-        let stan = self.next_stan();
+        let Some(stan) = self.next_stan() else {
+            return self.log("TERMINATED", "stan=- why=\"NVM write failed, nothing sent\"");
+        };
         self.log("TXN", &format!("prepared stan={stan} type=sale amount={amount}"));
         if !self.card_present(&card_path) {
             return self.log(
@@ -485,9 +519,11 @@ impl Terminal {
         let mut request = self.sale_request(&card, &stan, amount);
         let record = self.reversal_record(&request, SALE);
         let defects = self.settings.defects.clone();
-        if !defects.reversal_after_send {
-            self.set_reversal(Some(record.clone()));
-            self.persist();
+        if !defects.reversal_after_send && !self.arm_reversal(record.clone()) {
+            return self.log(
+                "TERMINATED",
+                &format!("stan={stan} why=\"NVM write failed, nothing sent\""),
+            );
         }
         let authorized = self.authorize(&mut request, |t| {
             if defects.reversal_after_send {
@@ -516,34 +552,54 @@ impl Terminal {
             self.set_reversal(None);
             self.persist();
         } else {
-            let auth = auth.clone();
-            let code = completion_code.clone();
+            let (stored_auth, code) = (auth.clone(), completion_code.clone());
             self.update_reversal(|r| {
                 r.reason = code;
-                r.auth_code = Some(auth);
+                r.auth_code = Some(stored_auth);
             });
-            self.persist();
+            if self.persist() {
+                self.log("TXN", &format!("approval_pending stan={stan} auth={auth}"));
+            }
         }
         std::thread::sleep(Duration::from_millis(self.settings.timing.second_generate_ac_ms));
         if !self.card_present(card_path) {
             self.log("CARD", &format!("removed stan={stan}"));
+            self.log(
+                "TERMINATED",
+                &format!("stan={stan} why=\"card removed before completion\""),
+            );
             if self.settings.defects.no_reversal_on_card_removal {
                 self.set_reversal(None);
                 self.persist();
-                return self.log("TERMINATED", &format!("stan={stan} why=\"card removed\""));
+                return;
             }
             return self.begin_reversal(&completion_code, Some(auth), None);
         }
         if card.second_generate_ac == SecondGenerateAc::Aac {
             self.log("EMV", &format!("second_generate_ac=AAC stan={stan}"));
-            let icc = format!("{}9F270100", card.icc);
-            return self.begin_reversal(&completion_code, Some(auth), Some(icc));
+            self.log(
+                "TERMINATED",
+                &format!("stan={stan} why=\"the card declined the approval (AAC)\""),
+            );
+            let icc = hex::decode(&card.icc).unwrap_or_default();
+            let tags = hex::encode_upper(emv::reversal_tags(&icc, Some(AAC)));
+            return self.begin_reversal(&completion_code, Some(auth), Some(tags));
         }
         self.log("EMV", &format!("second_generate_ac=TC stan={stan}"));
         let record = committed_record(RecordKind::Sale, request, auth, rrn);
+        let pending = self.reversal().cloned();
         self.nvm.ram.records.push(record.clone());
         self.set_reversal(None);
-        self.persist();
+        if !self.persist() {
+            // The commit did not reach the flash: the approval cannot stand, the reversal must.
+            self.nvm.ram.records.pop();
+            self.set_reversal(pending);
+            self.log(
+                "TERMINATED",
+                &format!("stan={stan} why=\"NVM write failed at completion\""),
+            );
+            return self.begin_reversal(&completion_code, Some(record.auth_code), None);
+        }
         self.log(
             "APPROVED",
             &format!(
@@ -566,7 +622,7 @@ impl Terminal {
         let mut outcome = self.exchange(request, after_send);
         if self.settings.defects.resend_on_timeout && outcome.as_ref().is_err_and(|f| *f == Failure::Timeout)
         {
-            self.log("TXN", &format!("timeout stan={stan}, sending the request again"));
+            self.log("TXN", &format!("resend stan={stan} (defect resend_on_timeout)"));
             outcome = self.exchange(request, |_| {});
         }
         let received = match outcome {
@@ -574,10 +630,15 @@ impl Terminal {
             Err(Failure::Unreachable(why)) => {
                 self.set_reversal(None);
                 self.persist();
-                self.log(
-                    "TERMINATED",
-                    &format!("stan={stan} why=\"host unreachable: {why}\""),
-                );
+                let line = format!("stan={stan} why=\"host unreachable: {why}\"");
+                self.log("TERMINATED", &line);
+                return None;
+            }
+            Err(Failure::Unencodable(why)) => {
+                self.set_reversal(None);
+                self.persist();
+                let line = format!("stan={stan} why=\"the request cannot be encoded: {why}\"");
+                self.log("TERMINATED", &line);
                 return None;
             }
             Err(failure) => {
@@ -591,6 +652,10 @@ impl Terminal {
             Verdict::Declined(rc) => {
                 self.set_reversal(None);
                 self.persist();
+                if rc == "A0" {
+                    // The host could not verify our MAC: sign on again for fresh keys.
+                    self.signed_on = false;
+                }
                 let line = format!("stan={stan} rc={rc} reason=\"{}\"", decline_reason(&rc));
                 self.log("DECLINED", &line);
             }
@@ -647,7 +712,9 @@ impl Terminal {
             tid: text(41),
             mid: text(42),
             currency: text(49),
-            icc: request.bytes(55).map(hex::encode_upper),
+            icc: request
+                .bytes(55)
+                .map(|icc| hex::encode_upper(emv::reversal_tags(icc, None))),
             field60: text(60),
             field61: request.text(61).map(str::to_string),
             reason: "98".into(),
@@ -697,14 +764,18 @@ impl Terminal {
         if let Err(why) = self.ready_for_online() {
             return self.log("REFUSED", &format!("stan=- why=\"{why}\""));
         }
-        let stan = self.next_stan();
-        self.log(
-            "TXN",
-            &format!("prepared stan={stan} type=void original={original_stan}"),
-        );
+        let Some(stan) = self.next_stan() else {
+            return self.log("TERMINATED", "stan=- why=\"NVM write failed, nothing sent\"");
+        };
+        let line = format!("prepared stan={stan} type=void original={original_stan}");
+        self.log("TXN", &line);
         let mut request = self.void_request(&original, &stan);
-        self.set_reversal(Some(self.reversal_record(&request, VOID)));
-        self.persist();
+        if !self.arm_reversal(self.reversal_record(&request, VOID)) {
+            return self.log(
+                "TERMINATED",
+                &format!("stan={stan} why=\"NVM write failed, nothing sent\""),
+            );
+        }
         let Some((auth, rrn)) = self.authorize(&mut request, |_| {}) else {
             return;
         };
@@ -755,8 +826,13 @@ impl Terminal {
             .iter()
             .filter(|r| r.kind == RecordKind::Sale && r.voided_by.is_none())
             .fold((0u32, 0u64), |(c, a), r| (c + 1, a + r.amount));
-        let stan = self.next_stan();
         let batch = self.batch();
+        let Some(stan) = self.next_stan() else {
+            return self.log(
+                "SETTLE",
+                &format!("failed batch={batch} why=\"NVM write failed\""),
+            );
+        };
         let mut request = self.message("0500");
         request
             .set(11, stan.as_str())
@@ -857,21 +933,24 @@ fn committed_record(kind: RecordKind, request: &Message, auth_code: String, rrn:
 fn describe(failure: &Failure) -> String {
     match failure {
         Failure::Unreachable(why) => format!("unreachable ({why})"),
+        Failure::Unencodable(why) => format!("cannot be encoded ({why})"),
         Failure::Timeout => "timeout".into(),
         Failure::Closed(why) => format!("closed ({why})"),
     }
 }
 
-/// The first six and last four digits of a card number.
+/// The first six and last four characters of a card number, the rest starred.
 fn mask(pan: &str) -> String {
-    if pan.len() <= 10 {
-        return "*".repeat(pan.len());
+    let chars: Vec<char> = pan.chars().collect();
+    if chars.len() <= 10 {
+        return "*".repeat(chars.len());
     }
+    let (head, tail) = (&chars[..6], &chars[chars.len() - 4..]);
     format!(
         "{}{}{}",
-        &pan[..6],
-        "*".repeat(pan.len() - 10),
-        &pan[pan.len() - 4..]
+        head.iter().collect::<String>(),
+        "*".repeat(chars.len() - 10),
+        tail.iter().collect::<String>()
     )
 }
 

@@ -8,5 +8,11 @@ pub mod profile;
 pub mod timeline;
 
 pub use error::{Result, RigError};
+pub mod actuators;
+pub mod config;
+pub mod console_log;
 pub mod oracle;
+pub mod rig;
+pub mod serial;
 pub mod sim;
+pub mod trigger;

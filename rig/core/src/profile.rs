@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::Deserialize;
 
 /// A canonical terminal event parsed from a console line.
@@ -62,6 +62,8 @@ pub struct Profile {
     pub console: ConsoleSettings,
     commands: BTreeMap<String, String>,
     patterns: Vec<(String, Regex)>,
+    /// All patterns at once: one pass over a line finds which one matches first.
+    any: RegexSet,
 }
 
 impl Profile {
@@ -70,7 +72,7 @@ impl Profile {
         let text =
             std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let raw: RawProfile = toml::from_str(&text).map_err(|e| {
-            let line = e.span().map_or(0, |s| text[..s.start].lines().count().max(1));
+            let line = e.span().map_or(0, |s| text[..s.start].matches('\n').count() + 1);
             format!("{}:{line}: {}", path.display(), e.message())
         })?;
         let patterns = raw
@@ -84,29 +86,32 @@ impl Profile {
                     p.event
                 )),
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let any = RegexSet::new(patterns.iter().map(|(_, regex)| regex.as_str()))
+            .map_err(|e| format!("{}: the event patterns do not combine: {e}", path.display()))?;
         Ok(Profile {
             name: raw.name,
             description: raw.description,
             console: raw.console,
             commands: raw.commands,
             patterns,
+            any,
         })
     }
 
     /// The canonical event of a console line, if any pattern matches.
     pub fn parse(&self, line: &str) -> Option<Event> {
-        self.patterns.iter().find_map(|(name, regex)| {
-            let captures = regex.captures(line)?;
-            let fields = regex
-                .capture_names()
-                .flatten()
-                .filter_map(|group| Some((group.to_string(), captures.name(group)?.as_str().to_string())))
-                .collect();
-            Some(Event {
-                name: name.clone(),
-                fields,
-            })
+        let first = self.any.matches(line).into_iter().next()?;
+        let (name, regex) = &self.patterns[first];
+        let captures = regex.captures(line)?;
+        let fields = regex
+            .capture_names()
+            .flatten()
+            .filter_map(|group| Some((group.to_string(), captures.name(group)?.as_str().to_string())))
+            .collect();
+        Some(Event {
+            name: name.clone(),
+            fields,
         })
     }
 
@@ -120,8 +125,11 @@ impl Profile {
         for (key, value) in values {
             line = line.replace(&format!("{{{key}}}"), value);
         }
-        if let Some(start) = line.find('{') {
-            return Err(format!("command {name:?} needs a value for {}", &line[start..]));
+        if let Some(unfilled) = Regex::new(r"\{[a-z_]+\}").ok().and_then(|r| r.find(&line)) {
+            return Err(format!(
+                "command {name:?} needs a value for {}",
+                unfilled.as_str()
+            ));
         }
         line.push_str(&self.console.line_ending);
         Ok(line)

@@ -125,7 +125,10 @@ impl Timeline {
                 "{},{:.3},{},{},{},{}\n",
                 e.t_ns,
                 (e.t_ns - start) as f64 / 1e6,
-                serde_json::to_value(e.source).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                serde_json::to_value(e.source)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
                 csv_field(&e.name),
                 csv_field(&e.detail),
                 csv_field(&fields.join(" "))

@@ -72,6 +72,15 @@ impl Acquirer {
         }
     }
 
+    /// Empties the books and the rules and puts `settings` in force; reference numbers keep
+    /// counting so none repeats.
+    pub fn reset(&mut self, settings: Settings) {
+        *self = Acquirer {
+            issued: self.issued,
+            ..Acquirer::with_settings(settings)
+        };
+    }
+
     /// Decides what to do with `request`; `mac_ok` is the MAC check (None when it carries no MAC).
     pub fn decide(&mut self, codec: &Codec, request: &Message, mac_ok: Option<bool>, t_ns: u64) -> Decision {
         let Some(kind) = Kind::of(&request.mti, request.text(3)) else {

@@ -77,7 +77,10 @@ async fn serve_client(stream: TcpStream, host: Arc<Host>) {
                 stream_journal(&host, since, &mut writer).await;
                 return;
             }
-            Ok(request) => json!({"ok": true, "result": answer(&host, request)}),
+            Ok(request) => match answer(&host, request) {
+                Ok(result) => json!({"ok": true, "result": result}),
+                Err(e) => json!({"ok": false, "error": e}),
+            },
         };
         if write_line(&mut writer, &answer).await.is_err() {
             return;
@@ -85,16 +88,16 @@ async fn serve_client(stream: TcpStream, host: Arc<Host>) {
     }
 }
 
-fn answer(host: &Host, request: Request) -> Value {
-    match request {
+fn answer(host: &Host, request: Request) -> Result<Value, String> {
+    Ok(match request {
         Request::Status => json!({
             "listen": host.addr().to_string(),
             "settings": host.settings(),
             "rules": host.rules(),
-            "journal_length": host.journal(0).len(),
+            "journal_next": host.journal_next(),
         }),
         Request::AddRule { rule } => {
-            host.add_rule(rule);
+            host.add_rule(rule)?;
             json!(host.rules())
         }
         Request::ClearRules => {
@@ -111,8 +114,8 @@ fn answer(host: &Host, request: Request) -> Value {
             host.reset();
             json!(null)
         }
-        Request::Watch { .. } => unreachable!("watch is streamed, not answered"),
-    }
+        Request::Watch { .. } => return Err("watch is streamed, not answered".into()),
+    })
 }
 
 async fn stream_journal(host: &Host, since: u64, writer: &mut tokio::net::tcp::OwnedWriteHalf) {

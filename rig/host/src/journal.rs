@@ -113,6 +113,11 @@ impl Journal {
         self.entries[start..].to_vec()
     }
 
+    /// The number the next entry will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Drops every entry; numbering continues.
     pub fn clear(&mut self) {
         self.entries.clear();

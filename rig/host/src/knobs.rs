@@ -102,6 +102,26 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Checks the rule can do what it says; the error names the value at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        match &self.action {
+            Action::Respond { code }
+                if code.len() != 2 || !code.chars().all(|c| c.is_ascii_alphanumeric()) =>
+            {
+                Err(format!(
+                    "respond: code {code:?} is not a two-character response code"
+                ))
+            }
+            Action::Delay { ms } if *ms > 600_000 => Err(format!("delay: {ms} ms is more than ten minutes")),
+            _ => match &self.stan {
+                Some(stan) if stan.len() != 6 || !stan.chars().all(|c| c.is_ascii_digit()) => {
+                    Err(format!("stan {stan:?} is not six digits"))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
     fn matches(&self, kind: Kind, stan: Option<&str>) -> bool {
         self.kind.is_none_or(|k| k == kind)
             && self.stan.as_deref().is_none_or(|s| Some(s) == stan)
@@ -116,9 +136,11 @@ pub struct Rulebook {
 }
 
 impl Rulebook {
-    /// Adds a rule after the existing ones.
-    pub fn add(&mut self, rule: Rule) {
+    /// Adds a rule after the existing ones, if it is valid.
+    pub fn add(&mut self, rule: Rule) -> Result<(), String> {
+        rule.validate()?;
         self.rules.push(rule);
+        Ok(())
     }
 
     /// Removes every rule.
@@ -153,13 +175,15 @@ mod tests {
             stan: Some("000007".into()),
             times: Some(1),
             action: Action::DropReply,
-        });
+        })
+        .unwrap();
         book.add(Rule {
             kind: Some(Kind::Reversal),
             stan: None,
             times: None,
             action: Action::Respond { code: "96".into() },
-        });
+        })
+        .unwrap();
         assert_eq!(book.take(Kind::Sale, Some("000006")), None);
         assert_eq!(book.take(Kind::Sale, Some("000007")), Some(Action::DropReply));
         assert_eq!(book.take(Kind::Sale, Some("000007")), None);
@@ -174,5 +198,7 @@ mod tests {
         let rule: Rule = serde_json::from_str(r#"{"kind":"sale","action":"delay","ms":50}"#).unwrap();
         assert_eq!(rule.action, Action::Delay { ms: 50 });
         assert!(serde_json::from_str::<Rule>(r#"{"kind":"sale","action":"explode"}"#).is_err());
+        let bad: Rule = serde_json::from_str(r#"{"action":"respond","code":"X"}"#).unwrap();
+        assert!(Rulebook::default().add(bad).unwrap_err().contains("\"X\""));
     }
 }

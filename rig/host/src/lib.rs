@@ -19,4 +19,4 @@ pub use clock::monotonic_ns;
 pub use journal::{Direction, JournalEntry};
 pub use knobs::{Action, AlteredField, Kind, Rule, Rulebook};
 pub use ledger::{Entry, EntryKind, Key, Ledger, Posting, Settlement};
-pub use server::{Host, HostConfig};
+pub use server::{Host, HostConfig, Observer};

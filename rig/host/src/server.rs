@@ -32,6 +32,10 @@ pub struct HostConfig {
     pub settings: Settings,
 }
 
+/// Called with every journal entry as it is recorded, on the host's own thread, in journal order.
+/// It must be quick and must not call back into the host's journal.
+pub type Observer = Arc<dyn Fn(&JournalEntry) + Send + Sync>;
+
 /// A running acquirer host. Dropping it stops serving.
 pub struct Host {
     shared: Arc<Shared>,
@@ -45,6 +49,8 @@ struct Shared {
     acquirer: Mutex<Acquirer>,
     journal: Mutex<Journal>,
     feed: broadcast::Sender<JournalEntry>,
+    observers: Mutex<Vec<Observer>>,
+    initial_settings: Settings,
     maintenance: watch::Sender<bool>,
     connections: AtomicU64,
 }
@@ -61,6 +67,8 @@ impl Host {
             acquirer: Mutex::new(Acquirer::with_settings(config.settings)),
             journal: Mutex::new(Journal::default()),
             feed: broadcast::channel(4096).0,
+            observers: Mutex::new(Vec::new()),
+            initial_settings: config.settings,
             maintenance,
             connections: AtomicU64::new(0),
         });
@@ -77,9 +85,10 @@ impl Host {
         self.addr
     }
 
-    /// Adds a fault rule after the existing ones.
-    pub fn add_rule(&self, rule: Rule) {
-        self.shared.acquirer().rules.add(rule);
+    /// Adds a fault rule after the existing ones; a rule that cannot work is refused with the
+    /// reason.
+    pub fn add_rule(&self, rule: Rule) -> Result<(), String> {
+        self.shared.acquirer().rules.add(rule)
     }
 
     /// Removes every fault rule.
@@ -113,6 +122,12 @@ impl Host {
         self.shared.journal.lock().expect("journal lock").since(since)
     }
 
+    /// The position the next journal entry will get: where a reader that has seen everything
+    /// goes on from.
+    pub fn journal_next(&self) -> u64 {
+        self.shared.journal.lock().expect("journal lock").next_seq()
+    }
+
     /// Journal entries from `since` on, and a feed of every later one, with no gap between them.
     pub fn watch(&self, since: u64) -> (Vec<JournalEntry>, broadcast::Receiver<JournalEntry>) {
         let journal = self.shared.journal.lock().expect("journal lock");
@@ -120,12 +135,25 @@ impl Host {
         (journal.since(since), feed)
     }
 
-    /// Empties the ledger, the journal and the rules and restores the default settings. Journal
-    /// positions keep counting, so a watcher goes on without a gap.
+    /// Adds an observer of journal entries: the rig's timeline and trigger engine see every
+    /// message the moment it is recorded, with no channel in between.
+    pub fn observe(&self, observer: Observer) {
+        self.shared
+            .observers
+            .lock()
+            .expect("observers lock")
+            .push(observer);
+    }
+
+    /// Empties the ledger, the journal and the rules and restores the settings the host started
+    /// with. Journal positions and reference numbers keep counting, so a watcher goes on without a
+    /// gap and no RRN repeats.
     pub fn reset(&self) {
-        *self.shared.acquirer() = Acquirer::default();
+        self.shared.acquirer().reset(self.shared.initial_settings);
         self.shared.journal.lock().expect("journal lock").clear();
-        self.shared.maintenance.send_replace(false);
+        self.shared
+            .maintenance
+            .send_replace(self.shared.initial_settings.maintenance);
     }
 }
 
@@ -143,6 +171,9 @@ impl Shared {
     fn record(&self, entry: JournalEntry) {
         let mut journal = self.journal.lock().expect("journal lock");
         let entry = journal.push(entry);
+        for observer in self.observers.lock().expect("observers lock").iter() {
+            observer(&entry);
+        }
         // Sent under the lock so watchers see entries in journal order; nobody watching is fine.
         let _ = self.feed.send(entry);
     }
@@ -259,9 +290,12 @@ fn decide(
         }
     };
     let mac_ok = shared.codec.verify_mac(body, &request, &shared.key);
-    let decision = shared.acquirer().decide(&shared.codec, &request, mac_ok, t_ns);
+    // Journaled under the acquirer's lock, so the journal's order is the order of the books.
+    let mut acquirer = shared.acquirer();
+    let decision = acquirer.decide(&shared.codec, &request, mac_ok, t_ns);
     let entry = JournalEntry::message(Direction::In, connection.id, t_ns, &request, body, decision.note);
     shared.record(entry);
+    drop(acquirer);
     Some((decision.reply?, decision.delivery))
 }
 

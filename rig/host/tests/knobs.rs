@@ -77,12 +77,14 @@ impl Rig {
     }
 
     fn rule(&self, kind: Kind, stan: Option<&str>, times: Option<u32>, action: Action) {
-        self.host.add_rule(Rule {
-            kind: Some(kind),
-            stan: stan.map(str::to_string),
-            times,
-            action,
-        });
+        self.host
+            .add_rule(Rule {
+                kind: Some(kind),
+                stan: stan.map(str::to_string),
+                times,
+                action,
+            })
+            .expect("a valid rule");
     }
 
     fn ledger(&self) -> Ledger {

@@ -155,7 +155,7 @@ impl Spec {
             path: path.to_path_buf(),
             line: e
                 .span()
-                .map(|span| text[..span.start].lines().count().max(1))
+                .map(|span| text[..span.start].matches('\n').count() + 1)
                 .unwrap_or(0),
             reason: e.message().to_string(),
         })?;

@@ -7,10 +7,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::console::{ConsoleLine, ConsoleTap};
 use crate::host::HostProcess;
 use crate::paths;
+use posrig_core::capability::{Console, ConsoleLine};
+use posrig_core::console_log::ConsoleLog;
+use posrig_core::oracle::{self, Observation, TerminalEvent, Verdict};
 use posrig_core::profile::{Event, Profile};
+use posrig_core::serial::SerialConsole;
 
 /// How long the terminal may take to boot and sign on.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -43,8 +46,9 @@ pub struct Lab {
     options: LabOptions,
     /// The acquirer host.
     pub host: HostProcess,
-    /// The terminal's console.
-    pub console: ConsoleTap,
+    /// Every line of the terminal's console.
+    pub console: ConsoleLog,
+    port: SerialConsole,
     /// The terminal profile used to type commands and parse the log.
     pub profile: Arc<Profile>,
     terminal: Option<Child>,
@@ -63,12 +67,19 @@ impl Lab {
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let profile = Arc::new(Profile::load(&paths::fixture("terminals/posterm.toml"))?);
         let host = HostProcess::start(&options.host_args)?;
-        let console = ConsoleTap::open(profile.clone())?;
+        let console = ConsoleLog::new();
+        let sink_log = console.clone();
+        let port = SerialConsole::pty(
+            profile.clone(),
+            Arc::new(move |line: &ConsoleLine| sink_log.push(line)),
+        )
+        .map_err(|e| e.to_string())?;
         let mut lab = Lab {
             dir,
             options,
             host,
             console,
+            port,
             profile,
             terminal: None,
         };
@@ -87,7 +98,7 @@ impl Lab {
 
     /// Starts the terminal and waits for its `ready` event.
     pub fn power_on(&mut self) -> Result<(), String> {
-        if self.terminal.is_some() {
+        if self.powered() {
             return Ok(());
         }
         let program = paths::program("posterm")?;
@@ -100,7 +111,7 @@ impl Lab {
         let mut command = Command::new(&program);
         command
             .arg("--console")
-            .arg(self.console.device())
+            .arg(self.port.device())
             .arg("--nvm")
             .arg(self.dir.join("nvm"))
             .arg("--card-slot")
@@ -169,31 +180,54 @@ impl Lab {
     pub fn type_command(&self, name: &str, values: &[(&str, String)]) -> Result<usize, String> {
         let line = self.profile.command(name, values)?;
         let mark = self.console.mark();
-        self.console.write(&line)?;
+        self.port.write(line.as_bytes()).map_err(|e| e.to_string())?;
         Ok(mark)
     }
 
     /// Waits from `since` for the first event named in `names`.
     pub fn wait_event(&self, since: usize, timeout: Duration, names: &[&str]) -> Result<Event, String> {
-        self.console
-            .wait_for(since, timeout, |e| names.contains(&e.name.as_str()))
-            .map(|(_, line)| line.event.expect("matched lines have events"))
-            .map_err(|e| format!("waiting for {names:?}: {e}"))
+        self.console.wait_event(since, timeout, names)
+    }
+
+    /// The serial device the terminal's console is on.
+    pub fn console_device(&self) -> String {
+        self.port.device()
     }
 
     /// Canonical events from console line `since` on.
     pub fn events_since(&self, since: usize) -> Vec<Event> {
-        self.console.lines()[since..]
-            .iter()
-            .filter_map(|l| l.event.clone())
-            .collect()
+        self.console.events_since(since)
     }
 
-    /// Asks the terminal for its status and returns what it holds, as its console showed it.
-    pub fn terminal_view(&self) -> Result<crate::oracle::TerminalView, String> {
+    /// Asks the terminal for its status and waits for the answer: once it comes, whatever the
+    /// terminal does at boot or after a command is done.
+    pub fn status(&self) -> Result<Event, String> {
         let mark = self.type_command("status", &[])?;
-        self.wait_event(mark, Duration::from_secs(5), &["status"])?;
-        Ok(crate::oracle::TerminalView::from_events(&self.events_since(0)))
+        self.wait_event(mark, Duration::from_secs(5), &["status"])
+    }
+
+    /// Asks the terminal for its status (so its final state is on the console), then judges the
+    /// run with the oracle: the host's journal and ledger against the terminal's events.
+    pub fn verdict(&self) -> Result<Verdict, String> {
+        self.status()?;
+        let journal = self.host.journal()?;
+        let ledger = self.host.ledger()?;
+        let terminal: Vec<TerminalEvent> = self
+            .console
+            .lines()
+            .into_iter()
+            .filter_map(|line| {
+                Some(TerminalEvent {
+                    t_ns: line.t_ns,
+                    event: line.event?,
+                })
+            })
+            .collect();
+        Ok(oracle::check(&Observation {
+            journal: &journal,
+            ledger: &ledger,
+            terminal: &terminal,
+        }))
     }
 
     /// The console transcript and the host journal, for a person reading a failure.

@@ -3,15 +3,14 @@
 //! unflushed state a power cut (SIGKILL) loses, and a card slot file — plus terminal profiles
 //! that turn console lines into canonical events.
 
-mod console;
 mod host;
 mod lab;
-pub mod oracle;
 mod paths;
 
-
-pub use console::{ConsoleLine, ConsoleTap};
 pub use host::{HostProcess, JournalFeed};
 pub use lab::{Lab, LabOptions, SALE_ENDINGS};
 pub use paths::{fixture, program, workspace_root};
+pub use posrig_core::capability::ConsoleLine;
+pub use posrig_core::console_log::ConsoleLog;
+pub use posrig_core::oracle::{Verdict, Violation};
 pub use posrig_core::profile::{ConsoleSettings, Event, Profile};

@@ -3,5 +3,7 @@
 //! slot a file, its link a veth pair into its own network namespace (with the privilege) or a
 //! userspace TCP proxy (without).
 
+pub mod card;
 pub mod netns;
+pub mod power;
 pub mod proxy;

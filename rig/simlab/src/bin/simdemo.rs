@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use posrig_simlab::oracle::{self, TerminalView};
 use posrig_simlab::{Lab, LabOptions, SALE_ENDINGS};
 use serde_json::json;
 
@@ -42,7 +41,7 @@ fn demo(results: &Path) -> Result<bool, String> {
     println!(
         "  host listening on {}, terminal console on {}, signed on",
         lab.host.addr,
-        lab.console.device()
+        lab.console_device()
     );
     lab.insert_card("unionpay-debit")?;
 
@@ -55,8 +54,7 @@ fn demo(results: &Path) -> Result<bool, String> {
     sale_and_tell(&lab, 5_000)?;
 
     let ledger = lab.host.ledger()?;
-    let view: TerminalView = lab.terminal_view()?;
-    let violations = oracle::check(&ledger, &view);
+    let verdict = lab.verdict()?;
     println!("\nwire journal (host side):");
     let journal = lab.host.journal()?;
     let start = journal.first().map_or(0, |e| e.t_ns);
@@ -84,18 +82,24 @@ fn demo(results: &Path) -> Result<bool, String> {
             ledger.net(&entry.key)
         );
     }
-    if violations.is_empty() {
-        println!("invariants: no double charge, every unfinished approval reversed exactly once");
+    if verdict.passed() {
+        println!("oracle: every invariant of domain.md §5 holds; nothing unresolved");
     }
-    for v in &violations {
+    for v in &verdict.violations {
         println!(
             "VIOLATION of invariant {} for stan {}: {}",
-            v.invariant, v.stan, v.evidence
+            v.invariant, v.stan, v.summary
         );
+        for line in &v.evidence {
+            println!("    {line}");
+        }
+    }
+    for u in &verdict.unresolved {
+        println!("UNRESOLVED stan {}: {}", u.stan, u.summary);
     }
     let dir = write_records(&lab, results)?;
     println!("\nrecords: {}", dir.display());
-    Ok(violations.is_empty())
+    Ok(verdict.passed())
 }
 
 fn sale_and_tell(lab: &Lab, amount: u64) -> Result<(), String> {

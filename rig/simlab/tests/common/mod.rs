@@ -5,9 +5,8 @@
 use std::time::Duration;
 
 use posrig_host::{Direction, JournalEntry, Key, Ledger};
-use posrig_simlab::oracle::{self, Violation};
 pub use posrig_simlab::SALE_ENDINGS as OUTCOMES;
-use posrig_simlab::{Event, Lab, LabOptions};
+use posrig_simlab::{Event, Lab, LabOptions, Verdict};
 
 /// Long enough for any single exchange with the short simulator T_resp, retries included.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -69,11 +68,24 @@ pub fn sale_key(stan: &str) -> Key {
     }
 }
 
-pub fn violations(lab: &Lab) -> (Ledger, Vec<Violation>) {
-    let ledger = lab.host.ledger().expect("ledger");
-    let view = lab.terminal_view().expect("terminal status");
-    let found = oracle::check(&ledger, &view);
-    (ledger, found)
+/// The host's ledger and the oracle's verdict on the run so far.
+pub fn judge(lab: &Lab) -> (Ledger, Verdict) {
+    let verdict = lab.verdict().expect("a verdict");
+    (lab.host.ledger().expect("ledger"), verdict)
+}
+
+/// The (invariant, STAN) of every violation the oracle found.
+pub fn broken(verdict: &Verdict) -> Vec<(u8, String)> {
+    verdict
+        .violations
+        .iter()
+        .map(|v| (v.invariant, v.stan.clone()))
+        .collect()
+}
+
+/// Asserts the oracle found no violation and nothing unresolved.
+pub fn assert_passed(verdict: &Verdict) {
+    assert!(verdict.passed(), "{verdict:#?}");
 }
 
 /// The first journal entry going `direction` with `mti`.
@@ -123,12 +135,12 @@ pub fn pull_card_after_approval(lab: &Lab) -> (usize, Event) {
 pub fn power_cycle(lab: &mut Lab) {
     lab.power_off();
     lab.power_on().unwrap();
-    lab.terminal_view().unwrap();
+    lab.status().unwrap();
 }
 
 /// The host holds nothing for sale `stan`, and the oracle finds no violation at all.
 pub fn assert_nothing_charged(lab: &Lab, stan: &str) {
-    let (ledger, found) = violations(lab);
+    let (ledger, verdict) = judge(lab);
     assert_eq!(ledger.net(&sale_key(stan)), 0, "net for sale {stan}");
-    assert!(found.is_empty(), "{found:?}");
+    assert_passed(&verdict);
 }

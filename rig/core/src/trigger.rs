@@ -1,0 +1,396 @@
+//! The trigger engine: "when <console regex | canonical event | host message | timer> [after Δ]
+//! do <action> [for a duration], once or every time". Triggers fire without the caller in the
+//! loop: a console match is acted on in the console's read path, a host match in the host's
+//! journal path, and delayed actions and undos on the engine's own scheduler thread. Each firing
+//! records when its event happened, when the action started and when it completed.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use posrig_host::{Direction, JournalEntry};
+use regex::Regex;
+
+use crate::actuators::{Action, Actuators};
+use crate::capability::ConsoleLine;
+use crate::timeline::{now_ns, Entry, Source, Timeline};
+
+/// What a trigger waits for.
+#[derive(Debug, Clone)]
+pub enum When {
+    /// A raw console line matching the regex.
+    Console(Regex),
+    /// A canonical terminal event with this name and, if given, these field values.
+    Event {
+        /// The event name, e.g. `request_sent`.
+        name: String,
+        /// Fields that must have these values, e.g. `("mti", "0200")`.
+        fields: Vec<(String, String)>,
+    },
+    /// A message on the host's wire.
+    Host {
+        /// Received by the host (`In`) or sent (`Out`).
+        direction: Direction,
+        /// The MTI, if it matters.
+        mti: Option<String>,
+        /// The STAN, if it matters.
+        stan: Option<String>,
+    },
+    /// The moment the trigger is armed (with `after`, a timer).
+    Armed,
+}
+
+/// A trigger to arm.
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    /// The event it waits for.
+    pub when: When,
+    /// How long after the event to act.
+    pub after: Duration,
+    /// What to do.
+    pub action: Action,
+    /// Undo the action after this long (power back on, link back up), if set.
+    pub hold: Option<Duration>,
+    /// Fire on every match instead of the first only.
+    pub every_time: bool,
+}
+
+/// One firing of a trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Firing {
+    /// The trigger's id.
+    pub trigger: u64,
+    /// What matched.
+    pub matched: String,
+    /// When the matching event happened (rig clock, ns).
+    pub event_ns: u64,
+    /// When the action started.
+    pub started_ns: u64,
+    /// When the action completed.
+    pub done_ns: u64,
+    /// When the undo completed, for a held action.
+    pub undone_ns: Option<u64>,
+    /// Why the action failed, if it did.
+    pub error: Option<String>,
+}
+
+impl Firing {
+    /// Time from the event to the action's completion, in nanoseconds.
+    pub fn latency_ns(&self) -> u64 {
+        self.done_ns.saturating_sub(self.event_ns)
+    }
+}
+
+struct Armed {
+    id: u64,
+    trigger: Trigger,
+}
+
+/// Work for the scheduler thread, ordered by due time.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Job {
+    Act { trigger: u64, firing: usize },
+    Undo { firing: usize },
+}
+
+struct State {
+    armed: Vec<Armed>,
+    /// Actions waiting to be done (then their undos), by firing index, with how long to hold.
+    pending: Vec<Option<(Action, Option<Duration>)>>,
+    firings: Vec<Firing>,
+    jobs: BinaryHeap<Reverse<(u64, Job)>>,
+    next_id: u64,
+    stopping: bool,
+}
+
+struct Shared {
+    actuators: Arc<Actuators>,
+    timeline: Timeline,
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+/// The trigger engine. Dropping it stops its scheduler.
+pub struct TriggerEngine {
+    shared: Arc<Shared>,
+    scheduler: Option<JoinHandle<()>>,
+}
+
+impl TriggerEngine {
+    /// An engine acting through `actuators` and recording on `timeline`.
+    pub fn new(actuators: Arc<Actuators>, timeline: Timeline) -> TriggerEngine {
+        let shared = Arc::new(Shared {
+            actuators,
+            timeline,
+            state: Mutex::new(State {
+                armed: Vec::new(),
+                pending: Vec::new(),
+                firings: Vec::new(),
+                jobs: BinaryHeap::new(),
+                next_id: 1,
+                stopping: false,
+            }),
+            wake: Condvar::new(),
+        });
+        let scheduler = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("trigger scheduler".into())
+                .spawn(move || schedule(&shared))
+                .ok()
+        };
+        TriggerEngine { shared, scheduler }
+    }
+
+    /// Arms a trigger and returns its id.
+    pub fn arm(&self, trigger: Trigger) -> u64 {
+        let mut state = self.shared.state.lock().expect("trigger lock");
+        let id = state.next_id;
+        state.next_id += 1;
+        let detail = format!(
+            "{:?} after {:?} do {}",
+            trigger.when,
+            trigger.after,
+            trigger.action.name()
+        );
+        self.shared.timeline.push(Entry::new(
+            now_ns(),
+            Source::Trigger,
+            format!("trigger {id} armed"),
+            detail,
+        ));
+        let fires_now = matches!(trigger.when, When::Armed);
+        state.armed.push(Armed { id, trigger });
+        drop(state);
+        if fires_now {
+            self.shared
+                .matched(|t| matches!(t.when, When::Armed), now_ns(), "armed");
+        }
+        id
+    }
+
+    /// Disarms a trigger; its pending actions still run.
+    pub fn disarm(&self, id: u64) {
+        self.shared
+            .state
+            .lock()
+            .expect("trigger lock")
+            .armed
+            .retain(|a| a.id != id);
+    }
+
+    /// Every firing so far.
+    pub fn firings(&self) -> Vec<Firing> {
+        self.shared.state.lock().expect("trigger lock").firings.clone()
+    }
+
+    /// Waits until `count` firings have completed (including undos), or `timeout` passes.
+    pub fn wait_firings(&self, count: usize, timeout: Duration) -> Vec<Firing> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut state = self.shared.state.lock().expect("trigger lock");
+        loop {
+            let complete = state.firings.iter().filter(|f| f.done_ns > 0).count() >= count
+                && state.pending.iter().all(Option::is_none)
+                && state.jobs.is_empty();
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if complete || left.is_zero() {
+                return state.firings.clone();
+            }
+            state = self
+                .shared
+                .wake
+                .wait_timeout(state, left.min(Duration::from_millis(20)))
+                .expect("trigger lock")
+                .0;
+        }
+    }
+
+    /// Called by the console reader for every line, in its read path.
+    pub fn on_console(&self, line: &ConsoleLine) {
+        self.shared.matched(
+            |t| match &t.when {
+                When::Console(regex) => regex.is_match(&line.text),
+                When::Event { name, fields } => line
+                    .event
+                    .as_ref()
+                    .is_some_and(|e| &e.name == name && fields.iter().all(|(k, v)| e.get(k) == v)),
+                _ => false,
+            },
+            line.t_ns,
+            &line.text,
+        );
+    }
+
+    /// Called by the host for every journal entry, in its journal path.
+    pub fn on_host(&self, entry: &JournalEntry) {
+        self.shared.matched(
+            |t| match &t.when {
+                When::Host { direction, mti, stan } => {
+                    entry.direction == *direction
+                        && mti.as_ref().is_none_or(|m| entry.mti.as_ref() == Some(m))
+                        && stan.as_ref().is_none_or(|s| entry.stan.as_ref() == Some(s))
+                }
+                _ => false,
+            },
+            entry.t_ns,
+            &format!(
+                "host {:?} {} stan {}",
+                entry.direction,
+                entry.mti.as_deref().unwrap_or("-"),
+                entry.stan.as_deref().unwrap_or("-")
+            ),
+        );
+    }
+}
+
+impl Drop for TriggerEngine {
+    fn drop(&mut self) {
+        self.shared.state.lock().expect("trigger lock").stopping = true;
+        self.shared.wake.notify_all();
+        if let Some(scheduler) = self.scheduler.take() {
+            let _ = scheduler.join();
+        }
+    }
+}
+
+impl Shared {
+    /// Fires every armed trigger `matches` accepts: immediate actions right here, delayed ones
+    /// through the scheduler.
+    fn matched(&self, matches: impl Fn(&Trigger) -> bool, event_ns: u64, what: &str) {
+        let mut now_jobs = Vec::new();
+        {
+            let mut state = self.state.lock().expect("trigger lock");
+            if state.armed.is_empty() {
+                return;
+            }
+            let hits: Vec<(u64, Trigger)> = state
+                .armed
+                .iter()
+                .filter(|a| matches(&a.trigger))
+                .map(|a| (a.id, a.trigger.clone()))
+                .collect();
+            for (id, trigger) in hits {
+                if !trigger.every_time {
+                    state.armed.retain(|a| a.id != id);
+                }
+                let firing = state.firings.len();
+                state.firings.push(Firing {
+                    trigger: id,
+                    matched: what.to_string(),
+                    event_ns,
+                    started_ns: 0,
+                    done_ns: 0,
+                    undone_ns: None,
+                    error: None,
+                });
+                state.pending.push(Some((trigger.action.clone(), trigger.hold)));
+                if trigger.after.is_zero() {
+                    now_jobs.push((id, firing));
+                } else {
+                    let due_ns = event_ns + trigger.after.as_nanos() as u64;
+                    state
+                        .jobs
+                        .push(Reverse((due_ns, Job::Act { trigger: id, firing })));
+                    self.wake.notify_all();
+                }
+            }
+        }
+        for (id, firing) in now_jobs {
+            self.act(id, firing);
+        }
+    }
+
+    /// Performs the action of firing `firing` and schedules its undo.
+    fn act(&self, trigger: u64, firing: usize) {
+        let Some((action, hold)) = self.state.lock().expect("trigger lock").pending[firing].take() else {
+            return;
+        };
+        let outcome = self.actuators.perform(&action, &format!("trigger {trigger}"));
+        let mut state = self.state.lock().expect("trigger lock");
+        let record = &mut state.firings[firing];
+        match outcome {
+            Ok(done) => {
+                record.started_ns = done.started_ns;
+                record.done_ns = done.done_ns;
+            }
+            Err(e) => {
+                let now = now_ns();
+                record.started_ns = now;
+                record.done_ns = now;
+                record.error = Some(e.to_string());
+            }
+        }
+        let event_ns = record.event_ns;
+        let detail = format!("{} → {}", record.matched, action.name());
+        let latency_us = record.latency_ns() / 1000;
+        if let (Some(hold), Some(undo)) = (hold, action.undo()) {
+            let due_ns = record.done_ns + hold.as_nanos() as u64;
+            state.pending[firing] = Some((undo, None));
+            state.jobs.push(Reverse((due_ns, Job::Undo { firing })));
+        }
+        drop(state);
+        let entry = Entry::new(
+            event_ns,
+            Source::Trigger,
+            format!("trigger {trigger} fired"),
+            detail,
+        )
+        .with("latency_us", latency_us.to_string());
+        self.timeline.push(entry);
+        self.wake.notify_all();
+    }
+
+    fn undo(&self, firing: usize) {
+        let (trigger, action) = {
+            let mut state = self.state.lock().expect("trigger lock");
+            let Some((action, _)) = state.pending[firing].take() else {
+                return;
+            };
+            (state.firings[firing].trigger, action)
+        };
+        let outcome = self
+            .actuators
+            .perform(&action, &format!("trigger {trigger} (undo)"));
+        let mut state = self.state.lock().expect("trigger lock");
+        let record = &mut state.firings[firing];
+        match outcome {
+            Ok(done) => record.undone_ns = Some(done.done_ns),
+            Err(e) => record.error = Some(e.to_string()),
+        }
+        drop(state);
+        self.wake.notify_all();
+    }
+}
+
+/// The scheduler thread: sleeps until the next job is due, then does it.
+fn schedule(shared: &Shared) {
+    let mut state = shared.state.lock().expect("trigger lock");
+    loop {
+        if state.stopping {
+            return;
+        }
+        let next_due = state.jobs.peek().map(|Reverse((due, _))| *due);
+        match next_due {
+            None => state = shared.wake.wait(state).expect("trigger lock"),
+            Some(due) => {
+                let now = now_ns();
+                if due > now {
+                    let wait = Duration::from_nanos(due - now);
+                    state = shared.wake.wait_timeout(state, wait).expect("trigger lock").0;
+                    continue;
+                }
+                let Some(Reverse((_, job))) = state.jobs.pop() else {
+                    continue;
+                };
+                drop(state);
+                match job {
+                    Job::Act { trigger, firing } => shared.act(trigger, firing),
+                    Job::Undo { firing } => shared.undo(firing),
+                }
+                state = shared.state.lock().expect("trigger lock");
+            }
+        }
+    }
+}
