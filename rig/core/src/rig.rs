@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use posrig_host::{Host, HostConfig as SimulatorConfig, JournalEntry, Settings};
@@ -15,6 +15,7 @@ use crate::capability::{Console, ConsoleLine, LineSink, NetworkImpairment};
 use crate::config::{LinkBackend, RigConfig};
 use crate::console_log::ConsoleLog;
 use crate::error::{Result, RigError};
+use crate::oracle::{self, Observation, TerminalEvent, Verdict};
 use crate::profile::{Event, Profile};
 use crate::serial::SerialConsole;
 use crate::sim::card::SimCardFeeder;
@@ -250,6 +251,37 @@ impl Rig {
         self.wait_event(mark, timeout, &["ready"])
     }
 
+    /// Asks the terminal for its status and waits for the answer: once it comes, whatever the
+    /// terminal was doing (booting, finishing a command) is done.
+    pub fn status(&self) -> Result<Event> {
+        let mark = self.type_command("status", &[])?;
+        self.wait_event(mark, Duration::from_secs(10), &["status"])
+    }
+
+    /// Puts the terminal's final state on the console, then judges the run: the host's journal
+    /// and ledger against the terminal's events (domain.md §5).
+    pub fn verdict(&self) -> Result<Verdict> {
+        self.status()?;
+        let journal = self.host.journal(0);
+        let ledger = self.host.ledger();
+        let terminal: Vec<TerminalEvent> = self
+            .console_log
+            .lines()
+            .into_iter()
+            .filter_map(|line| {
+                Some(TerminalEvent {
+                    t_ns: line.t_ns,
+                    event: line.event?,
+                })
+            })
+            .collect();
+        Ok(oracle::check(&Observation {
+            journal: &journal,
+            ledger: &ledger,
+            terminal: &terminal,
+        }))
+    }
+
     /// The acquirer host.
     pub fn host(&self) -> &Host {
         &self.host
@@ -301,8 +333,31 @@ impl Rig {
     }
 }
 
+impl Rig {
+    /// The timeline as text, for a person reading a failure.
+    pub fn transcript(&self) -> String {
+        let entries = self.timeline.entries();
+        let start = entries.first().map_or(0, |e| e.t_ns);
+        entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "{:>10.3} ms {:<8?} {} | {}\n",
+                    (e.t_ns - start) as f64 / 1e6,
+                    e.source,
+                    e.name,
+                    e.detail
+                )
+            })
+            .collect()
+    }
+}
+
 impl Drop for Rig {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- rig timeline ---\n{}", self.transcript());
+        }
         if let Err(e) = self.safe_state("rig exit") {
             eprintln!("posrig: {e}");
         }
@@ -402,27 +457,29 @@ fn fresh_workdir(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("posrig-{name}-{}-{n}", std::process::id()))
 }
 
-/// Rigs to bring to the safe state if the process panics.
-static PANIC_SAFETY: Mutex<Vec<Weak<Actuators>>> = Mutex::new(Vec::new());
+thread_local! {
+    /// Rigs started on this thread, to bring to the safe state if this thread panics.
+    static PANIC_SAFETY: std::cell::RefCell<Vec<Weak<Actuators>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
-/// Installs (once) a panic hook that brings every live rig to the safe state before the default
-/// hook runs, and registers `actuators` with it.
+/// Installs (once) a panic hook that brings the rigs started on the panicking thread to the safe
+/// state before the default hook runs — even where the process aborts instead of unwinding — and
+/// registers `actuators` for the calling thread. Rigs of other threads are left alone.
 fn register_for_panics(actuators: &Arc<Actuators>) {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if let Ok(rigs) = PANIC_SAFETY.try_lock() {
-                for actuators in rigs.iter().filter_map(Weak::upgrade) {
-                    actuators.safe_state("panic");
-                }
+            let rigs = PANIC_SAFETY.with(|rigs| rigs.try_borrow().map(|r| r.clone()).unwrap_or_default());
+            for actuators in rigs.iter().filter_map(Weak::upgrade) {
+                actuators.safe_state("panic");
             }
             previous(info);
         }));
     });
-    let mut rigs = PANIC_SAFETY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    rigs.retain(|w| w.strong_count() > 0);
-    rigs.push(Arc::downgrade(actuators));
+    PANIC_SAFETY.with(|rigs| {
+        let mut rigs = rigs.borrow_mut();
+        rigs.retain(|w| w.strong_count() > 0);
+        rigs.push(Arc::downgrade(actuators));
+    });
 }
