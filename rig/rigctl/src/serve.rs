@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use posrig_core::rig::Rig;
@@ -25,7 +25,9 @@ pub fn serve(rig: Rig, socket: &Path) -> Result<(), String> {
         UnixListener::bind(socket).map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
     let rig = Arc::new(rig);
     {
-        let rig = rig.clone();
+        // Client threads hold the rig only while they answer, so it can be dropped — and its
+        // link and terminal torn down — when the rig stops.
+        let rig = Arc::downgrade(&rig);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let rig = rig.clone();
@@ -33,13 +35,13 @@ pub fn serve(rig: Rig, socket: &Path) -> Result<(), String> {
             }
         });
     }
-    println!(
-        "rig {:?} running; link {:?}; control socket {}",
+    say(&format!(
+        "rig {:?} running; link {:?}; control socket {}\n\
+         Ctrl-C or SIGTERM stops it and leaves the terminal safe (power on, card out, link up)",
         rig_name(&rig),
         rig.link_kind(),
         socket.display()
-    );
-    println!("Ctrl-C or SIGTERM stops it and leaves the terminal safe (power on, card out, link up)");
+    ));
     rig.runtime().block_on(async {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
@@ -48,15 +50,27 @@ pub fn serve(rig: Rig, socket: &Path) -> Result<(), String> {
         }
     });
     let _ = std::fs::remove_file(socket);
-    println!("stopping: bringing the terminal to the safe state");
-    rig.safe_state("rigctl stop").map_err(|e| e.to_string())
+    say("stopping: bringing the terminal to the safe state");
+    let safe = rig.safe_state("rigctl stop").map_err(|e| e.to_string());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while Arc::strong_count(&rig) > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(rig);
+    safe
+}
+
+/// Prints a line for the person at the console; a closed stdout must not stop the rig.
+fn say(line: &str) {
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 fn rig_name(rig: &Rig) -> String {
     rig.profile().name.clone()
 }
 
-fn serve_client(rig: &Rig, stream: UnixStream) {
+fn serve_client(rig: &Weak<Rig>, stream: UnixStream) {
     let Ok(reading) = stream.try_clone() else {
         return;
     };
@@ -82,7 +96,10 @@ fn serve_client(rig: &Rig, stream: UnixStream) {
         let keep_going = match request {
             Request::Console { since, follow } => stream_console(rig, since, follow, &mut writer),
             Request::Journal { since, follow } => stream_journal(rig, since, follow, &mut writer),
-            other => send(&mut writer, &answer(rig, other)).is_ok(),
+            other => match rig.upgrade() {
+                Some(rig) => send(&mut writer, &answer(&rig, other)).is_ok(),
+                None => false,
+            },
         };
         if !keep_going {
             return;
@@ -137,10 +154,12 @@ fn status(rig: &Rig) -> Value {
     })
 }
 
-fn stream_console(rig: &Rig, since: usize, follow: bool, writer: &mut UnixStream) -> bool {
+fn stream_console(rig: &Weak<Rig>, since: usize, follow: bool, writer: &mut UnixStream) -> bool {
     let mut next = since;
     loop {
-        let lines = rig.console_log().lines();
+        let Some(lines) = rig.upgrade().map(|rig| rig.console_log().lines()) else {
+            return false;
+        };
         for line in lines.iter().skip(next) {
             let value =
                 json!({"t_ns": line.t_ns, "text": line.text, "event": line.event.as_ref().map(|e| &e.name)});
@@ -156,10 +175,13 @@ fn stream_console(rig: &Rig, since: usize, follow: bool, writer: &mut UnixStream
     }
 }
 
-fn stream_journal(rig: &Rig, since: u64, follow: bool, writer: &mut UnixStream) -> bool {
+fn stream_journal(rig: &Weak<Rig>, since: u64, follow: bool, writer: &mut UnixStream) -> bool {
     let mut next = since;
     loop {
-        for entry in rig.host().journal(next) {
+        let Some(entries) = rig.upgrade().map(|rig| rig.host().journal(next)) else {
+            return false;
+        };
+        for entry in entries {
             next = entry.seq + 1;
             if send(writer, &json!(entry)).is_err() {
                 return false;

@@ -4,7 +4,8 @@
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
+use std::thread::JoinHandle;
 
 use crate::capability::{PowerState, PowerSwitch};
 use crate::error::{Result, RigError};
@@ -23,64 +24,93 @@ pub struct TerminalCommand {
 }
 
 /// The simulated terminal's power: supervision of its process.
+///
+/// The process is started from a thread of the switch's own that lives as long as the switch:
+/// the kernel's parent-death signal, which makes the terminal die with the rig, fires when the
+/// *thread* that forked it ends, so it must not be whichever short-lived thread called `on`.
 pub struct SimPower {
-    command: TerminalCommand,
     child: Mutex<Option<Child>>,
+    spawner: Mutex<Option<mpsc::Sender<mpsc::Sender<Result<Child>>>>>,
+    spawner_thread: Option<JoinHandle<()>>,
 }
 
 impl SimPower {
     /// A switch for the terminal started by `command`; it starts off.
     pub fn new(command: TerminalCommand) -> SimPower {
+        let (spawner, requests) = mpsc::channel::<mpsc::Sender<Result<Child>>>();
+        let spawner_thread = std::thread::Builder::new()
+            .name("terminal power".into())
+            .spawn(move || {
+                for reply in requests {
+                    let _ = reply.send(spawn(&command));
+                }
+            })
+            .ok();
         SimPower {
-            command,
             child: Mutex::new(None),
+            spawner: Mutex::new(Some(spawner)),
+            spawner_thread,
         }
     }
 
+    /// Has the supervisor thread start the terminal.
     fn spawn(&self) -> Result<Child> {
-        let c = &self.command;
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&c.stderr)
-            .map_err(|e| RigError::io(format!("opening {}", c.stderr.display()), e))?;
-        let namespace =
-            match &c.namespace {
-                Some(path) => Some(std::fs::File::open(path).map_err(|e| {
-                    RigError::io(format!("opening the network namespace {}", path.display()), e)
-                })?),
-                None => None,
-            };
-        let mut command = Command::new(&c.program);
-        command
-            .args(&c.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        // SAFETY: only async-signal-safe calls (prctl, setns) between fork and exec.
-        unsafe {
-            command.pre_exec(move || {
-                // The terminal dies with the rig, whatever kills the rig.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+        let gone = || RigError::actuator("power (sim)", "on", "the process supervisor thread is gone");
+        let (reply, answer) = mpsc::channel();
+        let spawner = self.spawner.lock().expect("spawner lock");
+        spawner
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(reply)
+            .map_err(|_| gone())?;
+        drop(spawner);
+        answer.recv().map_err(|_| gone())?
+    }
+}
+
+/// Starts the terminal: it dies with the rig, and enters the link's network namespace if any.
+fn spawn(c: &TerminalCommand) -> Result<Child> {
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&c.stderr)
+        .map_err(|e| RigError::io(format!("opening {}", c.stderr.display()), e))?;
+    let namespace = match &c.namespace {
+        Some(path) => Some(
+            std::fs::File::open(path)
+                .map_err(|e| RigError::io(format!("opening the network namespace {}", path.display()), e))?,
+        ),
+        None => None,
+    };
+    let mut command = Command::new(&c.program);
+    command
+        .args(&c.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    // SAFETY: only async-signal-safe calls (prctl, setns) between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            // The terminal dies with the rig, whatever kills the rig.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some(namespace) = &namespace {
+                use std::os::fd::AsRawFd;
+                if libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                if let Some(namespace) = &namespace {
-                    use std::os::fd::AsRawFd;
-                    if libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        command.spawn().map_err(|e| {
-            RigError::actuator(
-                "power (sim)",
-                "on",
-                format!("cannot start {}: {e}", c.program.display()),
-            )
-        })
+            }
+            Ok(())
+        });
     }
+    command.spawn().map_err(|e| {
+        RigError::actuator(
+            "power (sim)",
+            "on",
+            format!("cannot start {}: {e}", c.program.display()),
+        )
+    })
 }
 
 impl PowerSwitch for SimPower {
@@ -115,6 +145,10 @@ impl PowerSwitch for SimPower {
 impl Drop for SimPower {
     fn drop(&mut self) {
         let _ = self.off();
+        self.spawner.lock().expect("spawner lock").take();
+        if let Some(thread) = self.spawner_thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
