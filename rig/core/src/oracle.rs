@@ -874,6 +874,17 @@ fn check_voids_have_originals(facts: &Facts, findings: &mut Findings) {
             );
         }
     }
+    for void in facts.entries(EntryKind::Void) {
+        let (tid, stan) = (void.key.tid.as_str(), void.key.stan.as_str());
+        let original = void.original.as_ref().map_or("", |k| k.stan.as_str());
+        if !facts.console.saw("approved", tid, original) {
+            // domain.md §3: a void of an original the terminal does not hold is refused locally.
+            let summary = format!(
+                "the terminal sent void {stan} of sale {original}, which it never approved: it must refuse it locally"
+            );
+            findings.flag(5, stan, summary, facts.evidence(tid, stan));
+        }
+    }
     for voided in facts.console.events.iter().filter(|e| e.event.name == "voided") {
         let (tid, stan, original) = (
             voided.event.get("tid"),

@@ -92,4 +92,5 @@ fn void_unknown_sent_reaches_the_host_and_is_answered_25() {
         Some("200000"),
         "a void was sent for nothing"
     );
+    assert_eq!(broken_by(&lab), vec![(5, void.stan.clone().unwrap())]);
 }
