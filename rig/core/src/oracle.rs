@@ -37,7 +37,7 @@ pub struct Observation<'a> {
 }
 
 /// A broken invariant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Violation {
     /// The invariant's number in domain.md §5.
     pub invariant: u8,
@@ -50,7 +50,7 @@ pub struct Violation {
 }
 
 /// A reversal the terminal gave up on, or that is still pending: not a pass, not a verdict.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Unresolved {
     /// The STAN of the request to reverse.
     pub stan: String,
@@ -61,7 +61,7 @@ pub struct Unresolved {
 }
 
 /// The oracle's verdict on one observation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Verdict {
     /// Broken invariants, by invariant then STAN.
     pub violations: Vec<Violation>,

@@ -57,8 +57,87 @@ pub struct Trigger {
     pub every_time: bool,
 }
 
+/// A trigger as data (JSON, TOML, a Python dict), turned into a [`Trigger`] by [`TriggerSpec::build`].
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSpec {
+    /// The event to wait for.
+    pub when: WhenSpec,
+    /// Milliseconds after the event to act.
+    #[serde(default)]
+    pub after_ms: f64,
+    /// What to do.
+    pub action: Action,
+    /// Undo the action after this many milliseconds, if set.
+    #[serde(default)]
+    pub hold_ms: Option<f64>,
+    /// Fire on every match instead of the first only.
+    #[serde(default)]
+    pub every_time: bool,
+}
+
+/// [`When`] as data.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum WhenSpec {
+    /// A console line matching this regex.
+    Console(String),
+    /// A canonical event with this name and these field values.
+    Event {
+        /// The event name.
+        name: String,
+        /// Field values that must match.
+        #[serde(default)]
+        fields: std::collections::BTreeMap<String, String>,
+    },
+    /// A host message.
+    Host {
+        /// `in` (received by the host) or `out` (sent).
+        direction: Direction,
+        /// The MTI, if it matters.
+        #[serde(default)]
+        mti: Option<String>,
+        /// The STAN, if it matters.
+        #[serde(default)]
+        stan: Option<String>,
+    },
+    /// The moment it is armed.
+    Armed,
+}
+
+impl TriggerSpec {
+    /// The trigger this describes; an error names what is wrong (a bad regex, a negative time).
+    pub fn build(self) -> Result<Trigger, String> {
+        let duration = |ms: f64, what: &str| {
+            if ms.is_finite() && ms >= 0.0 {
+                Ok(Duration::from_secs_f64(ms / 1000.0))
+            } else {
+                Err(format!("{what} must be a number of milliseconds, not {ms}"))
+            }
+        };
+        let when = match self.when {
+            WhenSpec::Console(pattern) => {
+                When::Console(Regex::new(&pattern).map_err(|e| format!("console pattern {pattern:?}: {e}"))?)
+            }
+            WhenSpec::Event { name, fields } => When::Event {
+                name,
+                fields: fields.into_iter().collect(),
+            },
+            WhenSpec::Host { direction, mti, stan } => When::Host { direction, mti, stan },
+            WhenSpec::Armed => When::Armed,
+        };
+        Ok(Trigger {
+            when,
+            after: duration(self.after_ms, "after_ms")?,
+            action: self.action,
+            hold: self.hold_ms.map(|ms| duration(ms, "hold_ms")).transpose()?,
+            every_time: self.every_time,
+        })
+    }
+}
+
 /// One firing of a trigger.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Firing {
     /// The trigger's id.
     pub trigger: u64,

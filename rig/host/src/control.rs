@@ -88,7 +88,9 @@ async fn serve_client(stream: TcpStream, host: Arc<Host>) {
     }
 }
 
-fn answer(host: &Host, request: Request) -> Result<Value, String> {
+/// Answers one request that is not a stream (everything but `watch`): the same operations for
+/// the control port and for in-process callers such as the Python bindings.
+pub fn answer(host: &Host, request: Request) -> Result<Value, String> {
     Ok(match request {
         Request::Status => json!({
             "listen": host.addr().to_string(),
