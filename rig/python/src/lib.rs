@@ -17,7 +17,12 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use serde_json::{json, Value};
 
-create_exception!(_native, RigError, PyException, "An error from the rig, with a message that says what to do.");
+create_exception!(
+    _native,
+    RigError,
+    PyException,
+    "An error from the rig, with a message that says what to do."
+);
 
 fn fail(message: impl std::fmt::Display) -> PyErr {
     RigError::new_err(message.to_string())
@@ -52,13 +57,22 @@ impl NativeRig {
     /// Starts the rig of configuration `config`; brings it to the safe state.
     #[new]
     #[pyo3(signature = (config, terminal_args = Vec::new(), link = None))]
-    fn new(py: Python<'_>, config: PathBuf, terminal_args: Vec<String>, link: Option<String>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        config: PathBuf,
+        terminal_args: Vec<String>,
+        link: Option<String>,
+    ) -> PyResult<Self> {
         let link = match link.as_deref() {
             None => None,
             Some("auto") => Some(LinkBackend::Auto),
             Some("netns") => Some(LinkBackend::Netns),
             Some("proxy") => Some(LinkBackend::Proxy),
-            Some(other) => return Err(fail(format!("link {other:?}: use \"auto\", \"netns\" or \"proxy\""))),
+            Some(other) => {
+                return Err(fail(format!(
+                    "link {other:?}: use \"auto\", \"netns\" or \"proxy\""
+                )))
+            }
         };
         let rig = py
             .detach(|| {
@@ -80,7 +94,11 @@ impl NativeRig {
 
     /// Restores the safe state and stops everything the rig started.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let rig = self.rig.lock().map_err(|_| fail("the rig's lock was poisoned"))?.take();
+        let rig = self
+            .rig
+            .lock()
+            .map_err(|_| fail("the rig's lock was poisoned"))?
+            .take();
         py.detach(move || drop(rig));
         Ok(())
     }
@@ -107,7 +125,11 @@ impl NativeRig {
     /// Console lines from `since` on, as JSON: `[{"t_ns", "text"}]`.
     fn console_lines(&self, since: usize) -> PyResult<String> {
         let lines = self.rig()?.console_log().lines();
-        let lines: Vec<Value> = lines.iter().skip(since).map(|l| json!({"t_ns": l.t_ns, "text": l.text})).collect();
+        let lines: Vec<Value> = lines
+            .iter()
+            .skip(since)
+            .map(|l| json!({"t_ns": l.t_ns, "text": l.text}))
+            .collect();
         to_json(lines)
     }
 
@@ -157,7 +179,11 @@ impl NativeRig {
             ("link", c.link.is_some()),
             ("impairment", c.impairment.is_some()),
         ];
-        Ok(present.iter().filter(|(_, has)| *has).map(|(name, _)| name.to_string()).collect())
+        Ok(present
+            .iter()
+            .filter(|(_, has)| *has)
+            .map(|(name, _)| name.to_string())
+            .collect())
     }
 
     /// Arms a trigger given as JSON (see `TriggerSpec`); returns its id.
@@ -177,7 +203,10 @@ impl NativeRig {
     /// returns every firing as JSON.
     fn wait_firings(&self, py: Python<'_>, count: usize, timeout: f64) -> PyResult<String> {
         let rig = self.rig()?;
-        let firings = py.detach(|| rig.triggers().wait_firings(count, Duration::from_secs_f64(timeout)));
+        let firings = py.detach(|| {
+            rig.triggers()
+                .wait_firings(count, Duration::from_secs_f64(timeout))
+        });
         to_json(firings)
     }
 
