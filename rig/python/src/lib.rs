@@ -250,10 +250,117 @@ impl NativeRig {
     }
 }
 
+fn plotted(
+    files: Result<posrig_records::PlotFiles, posrig_records::RecordsError>,
+) -> PyResult<(PathBuf, PathBuf)> {
+    files.map(|f| (f.png, f.svg)).map_err(fail)
+}
+
+/// Draws the timeline swimlane of one test (timeline entries as JSON) to STEM.png and STEM.svg.
+#[pyfunction]
+fn plot_swimlane(py: Python<'_>, timeline: &str, title: &str, stem: PathBuf) -> PyResult<(PathBuf, PathBuf)> {
+    let entries: Vec<posrig_core::timeline::Entry> = from_json(timeline, "timeline")?;
+    plotted(py.detach(|| posrig_records::swimlane(&entries, title, &stem)))
+}
+
+/// Draws outcome against offset for a sweep: points are (offset ms, "pass" | "violation" |
+/// "unresolved", detail).
+#[pyfunction]
+fn plot_sweep(
+    py: Python<'_>,
+    points: Vec<(f64, String, String)>,
+    title: &str,
+    x_label: &str,
+    stem: PathBuf,
+) -> PyResult<(PathBuf, PathBuf)> {
+    let points = points
+        .into_iter()
+        .map(|(offset_ms, outcome, detail)| {
+            let outcome = match outcome.as_str() {
+                "pass" => posrig_records::Outcome::Pass,
+                "violation" => posrig_records::Outcome::Violation,
+                "unresolved" => posrig_records::Outcome::Unresolved,
+                other => {
+                    return Err(fail(format!(
+                        "sweep outcome {other:?}: use pass, violation or unresolved"
+                    )))
+                }
+            };
+            Ok(posrig_records::SweepPoint {
+                offset_ms,
+                outcome,
+                detail,
+            })
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    plotted(py.detach(|| posrig_records::sweep_chart(&points, title, x_label, &stem)))
+}
+
+/// Draws a histogram of values in `unit`, median and p99 marked.
+#[pyfunction]
+fn plot_histogram(
+    py: Python<'_>,
+    values: Vec<f64>,
+    unit: &str,
+    title: &str,
+    stem: PathBuf,
+) -> PyResult<(PathBuf, PathBuf)> {
+    plotted(py.detach(|| posrig_records::histogram(&values, unit, title, &stem)))
+}
+
+/// Draws the run summary: (group, passed, failed, unresolved, skipped) per scenario group.
+#[pyfunction]
+fn plot_summary(
+    py: Python<'_>,
+    groups: Vec<(String, usize, usize, usize, usize)>,
+    stem: PathBuf,
+) -> PyResult<(PathBuf, PathBuf)> {
+    let groups: Vec<posrig_records::GroupCount> = groups
+        .into_iter()
+        .map(
+            |(group, passed, failed, unresolved, skipped)| posrig_records::GroupCount {
+                group,
+                passed,
+                failed,
+                unresolved,
+                skipped,
+            },
+        )
+        .collect();
+    plotted(py.detach(|| posrig_records::run_summary(&groups, &stem)))
+}
+
+/// Draws the nightly trend: (run id, passed, failed, unresolved, duration s) per run.
+#[pyfunction]
+fn plot_trend(
+    py: Python<'_>,
+    runs: Vec<(String, usize, usize, usize, f64)>,
+    stem: PathBuf,
+) -> PyResult<(PathBuf, PathBuf)> {
+    let rows: Vec<posrig_records::HistoryRow> = runs
+        .into_iter()
+        .map(
+            |(run_id, passed, failed, unresolved, duration_s)| posrig_records::HistoryRow {
+                run_id,
+                passed,
+                failed,
+                unresolved,
+                duration_s,
+            },
+        )
+        .collect();
+    plotted(py.detach(|| posrig_records::trend(&rows, &stem)))
+}
+
 /// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeRig>()?;
+    m.add_function(wrap_pyfunction!(plot_swimlane, m)?)?;
+    m.add_function(wrap_pyfunction!(plot_sweep, m)?)?;
+    m.add_function(wrap_pyfunction!(plot_histogram, m)?)?;
+    m.add_function(wrap_pyfunction!(plot_summary, m)?)?;
+    m.add_function(wrap_pyfunction!(plot_trend, m)?)?;
     m.add("RigError", m.py().get_type::<RigError>())?;
     Ok(())
 }

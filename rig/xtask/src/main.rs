@@ -1,6 +1,7 @@
-//! `cargo xtask nightly` runs the main job against the simulated rig and leaves its records under
-//! `results/`; `cargo xtask test` runs every test, Rust and Python. Both build what they need
-//! first, so they work from a fresh clone with Rust and Python 3.
+//! `cargo xtask nightly` runs the nightly suite against the simulated rig and leaves its records
+//! under `results/`; `cargo xtask test` runs every test, Rust and Python. Both build what they
+//! need first (the workspace, a venv, the posrig wheel), so they work from a fresh clone with Rust
+//! and Python 3.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -56,27 +57,51 @@ fn cargo() -> Command {
 }
 
 fn build() -> Result<(), String> {
-    step("building the workspace (acqhost, posterm, iso8583, simdemo)");
+    step("building the workspace (acqhost, posterm, rigctl, iso8583, simdemo)");
     run(cargo().args(["build", "--workspace", "--bins"]))
 }
 
-/// The main job. At this stage: the demo of the simulated lab (a sale, a lost reply and its
-/// reversal), with its records under `results/`.
+/// The main job: the nightly suite against the simulated rig, its records under `results/`.
 fn nightly() -> Result<(), String> {
     build()?;
-    step("running the simulated lab");
-    run(Command::new(bin_dir().join("simdemo"))
-        .arg("--results")
-        .arg(root().join("results")))
+    let python = install_package()?;
+    step("nightly suite against the simulated rig (fixtures/rigs/sim.toml)");
+    run(Command::new(python).args(["-m", "pytest", "pytests", "-p", "no:cacheprovider", "--results", "results"]))
 }
 
 fn test() -> Result<(), String> {
     build()?;
-    step("Rust tests (unit, property, host knobs, lab scenarios)");
+    step("Rust tests (unit, property, host knobs, lab scenarios, rig, rigctl)");
     run(cargo().args(["test", "--workspace"]))?;
+    let python = install_package()?;
+    step("Python tests (codec cross-check, the suites, suite sensitivity)");
+    run(Command::new(python).args(["-m", "pytest", "pytests", "-q", "-p", "no:cacheprovider", "--results", "results"]))
+}
+
+/// Builds the posrig wheel (with the simulated terminal inside) and installs it into `.venv`;
+/// returns the venv's interpreter.
+fn install_package() -> Result<PathBuf, String> {
     let python = venv()?;
-    step("Python tests (pyiso8583 cross-check)");
-    run(Command::new(python).args(["-m", "pytest", "pytests", "-q"]))
+    step("building and installing the posrig wheel");
+    let scripts = root().join("rig/python/data/scripts");
+    std::fs::create_dir_all(&scripts).map_err(|e| format!("{}: {e}", scripts.display()))?;
+    std::fs::copy(bin_dir().join("posterm"), scripts.join("posterm"))
+        .map_err(|e| format!("copying posterm into the wheel: {e}"))?;
+    let wheels = root().join("target/wheels");
+    let _ = std::fs::remove_dir_all(&wheels);
+    run(Command::new(&python)
+        .args(["-m", "maturin", "build", "--quiet", "--manifest-path", "rig/python/Cargo.toml", "--out"])
+        .arg(&wheels))?;
+    let wheel = std::fs::read_dir(&wheels)
+        .map_err(|e| format!("{}: {e}", wheels.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or("maturin built no wheel")?;
+    run(Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps"])
+        .arg(&wheel))?;
+    Ok(python)
 }
 
 /// Creates `.venv` with the pytest requirements (once) and returns its interpreter.

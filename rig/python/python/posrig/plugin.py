@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
-from . import Rig
+from . import Rig, _native
 
 SUMMARY_FIELDS = ["test", "scenario", "group", "outcome", "duration_s", "measurements", "violations", "unresolved"]
 
@@ -35,6 +35,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--results", default="results", help="folder for the run records (default: results)")
     group.addoption("--terminal", default="", help="extra arguments for the simulated terminal, e.g. \"--defect reversal_after_send\"")
     group.addoption("--link", default=None, choices=["auto", "netns", "proxy"], help="override the rig's link backend")
+    group.addoption("--swimlanes", default="failed", choices=["failed", "all"], help="draw the timeline swimlane of failing tests (default) or of every test")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,6 +69,12 @@ class Records:
         self.folder = folder
         self.run_id = run_id
         self.rows: List[Dict[str, Any]] = []
+        #: Per test: its folder, plots and sweep points, for the index.
+        self.tests: List[Dict[str, Any]] = []
+        #: Trigger offsets (ms from event to action) of every firing, for the histogram.
+        self.trigger_offsets_ms: List[float] = []
+        #: Reversal latencies (ms) the tests measured, for the histogram.
+        self.reversal_latencies_ms: List[float] = []
         self._summary = (folder / "summary.csv").open("w", newline="")
         self._writer = csv.DictWriter(self._summary, fieldnames=SUMMARY_FIELDS)
         self._writer.writeheader()
@@ -165,9 +172,17 @@ def _write_test_records(item: pytest.Item, rig: Rig) -> None:
     except Exception as error:  # the terminal may be powered off: the records still get written
         (folder / "verdict.txt").write_text(f"no verdict: {error}\n")
     item.stash[_MEASUREMENTS] = list(rig.measurements)
+    item.stash[_TIMELINE] = timeline
+    records = item.config.stash[_RECORDS]
+    try:
+        records.trigger_offsets_ms += [f.offset_ms for f in rig.firings() if f.error is None and f.started_ns]
+    except Exception:  # a rig that cannot answer any more still gets its records
+        pass
+    records.reversal_latencies_ms += [m.value for m in rig.measurements if "reversal latency" in m.name.lower()]
 
 
 _VERDICT = pytest.StashKey[Any]()
+_TIMELINE = pytest.StashKey[list]()
 _MEASUREMENTS = pytest.StashKey[list]()
 
 
@@ -181,7 +196,21 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: Optional[pytest.Item]) 
     verdict = item.stash.get(_VERDICT, None)
     measurements = item.stash.get(_MEASUREMENTS, [])
     duration = sum(r.duration for r in reports.values())
-    item.config.stash[_RECORDS].add(
+    records = item.config.stash[_RECORDS]
+    folder = records.test_folder(item.nodeid)
+    plots = []
+    timeline = item.stash.get(_TIMELINE, None)
+    if timeline and (outcome == "failed" or item.config.getoption("--swimlanes") == "all"):
+        png, _ = _native.plot_swimlane(json.dumps(timeline), f"{item.name}: {outcome}", folder / "swimlane")
+        plots.append(Path(png))
+    for name, value in item.user_properties:
+        if name == "sweep":
+            points = json.loads(value)
+            tuples = [(float(p["offset_ms"]), p["outcome"], p.get("detail", "")) for p in points]
+            png, _ = _native.plot_sweep(tuples, f"{item.name}: outcome against offset", "fault offset (ms)", folder / "sweep")
+            plots.append(Path(png))
+    records.tests.append({"nodeid": item.nodeid, "outcome": outcome, "scenario": scenario, "folder": folder, "plots": plots})
+    records.add(
         {
             "test": item.nodeid,
             "scenario": scenario,
@@ -201,6 +230,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     records.close()
     _append_history(records, exitstatus)
+    _draw_run_plots(records)
+    _write_index(records)
 
 
 def _append_history(records: Records, exitstatus: int) -> None:
@@ -220,3 +251,60 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     records = config.stash.get(_RECORDS, None)
     if records is not None:
         terminalreporter.write_line(f"posrig records: {records.folder}")
+        terminalreporter.write_line(f"posrig index:   {records.folder / 'index.html'}")
+
+
+def _draw_run_plots(records: Records) -> None:
+    """The run's plots: summary by scenario group, latency and offset histograms, nightly trend."""
+    groups: Dict[str, List[int]] = {}
+    for row in records.rows:
+        counts = groups.setdefault(row["group"], [0, 0, 0, 0])
+        index = {"passed": 0, "failed": 1, "skipped": 3}.get(row["outcome"], 0)
+        counts[index] += 1
+        if row["unresolved"]:
+            counts[2] += 1
+    _native.plot_summary([(g, *c) for g, c in sorted(groups.items())], records.folder / "summary")
+    _native.plot_histogram(records.reversal_latencies_ms, "ms", "Reversal latency (timeout to 0410 accepted)", records.folder / "reversal-latency")
+    _native.plot_histogram(records.trigger_offsets_ms, "ms", "Trigger offset (event to action start)", records.folder / "trigger-offset")
+    history = records.folder.parent / "history.csv"
+    with history.open() as source:
+        runs = [(r["run_id"], int(r["passed"]), int(r["failed"]), 0, float(r["duration_s"])) for r in csv.DictReader(source)]
+    _native.plot_trend(runs, records.folder.parent / "trend")
+
+
+def _write_index(records: Records) -> None:
+    """index.html: the run at a glance, every record linked, openable from disk."""
+    def link(path: Path, text: str) -> str:
+        return f'<a href="{os.path.relpath(path, records.folder)}">{text}</a>'
+
+    rows = []
+    for test in records.tests:
+        folder = test["folder"]
+        files = [link(folder / name, name) for name in ("timeline.csv", "console.log", "journal.csv", "verdict.txt")]
+        files += [link(p, p.name) for p in test["plots"]]
+        rows.append(
+            f"<tr class='{test['outcome']}'><td>{test['scenario']}</td><td>{test['nodeid']}</td>"
+            f"<td>{test['outcome']}</td><td>{' · '.join(files)}</td></tr>"
+        )
+    counts = {k: sum(1 for r in records.rows if r["outcome"] == k) for k in ("passed", "failed", "skipped")}
+    images = "".join(
+        f'<figure><a href="{name}.svg"><img src="{name}.png" width="600"></a><figcaption>{caption}</figcaption></figure>'
+        for name, caption in [
+            ("summary", "Outcomes by scenario group"),
+            ("reversal-latency", "Reversal latency"),
+            ("trigger-offset", "Trigger offset"),
+            ("../trend", "Nightly trend"),
+        ]
+    )
+    html = f"""<!doctype html><html><head><meta charset="utf-8"><title>posrig run {records.run_id}</title>
+<style>body{{font-family:sans-serif;margin:2em}} td{{padding:2px 8px;border-bottom:1px solid #ddd}}
+tr.failed td{{background:#fde2e1}} tr.skipped td{{color:#888}} figure{{display:inline-block;margin:8px}}</style></head><body>
+<h1>posrig run {records.run_id}</h1>
+<p>{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped ·
+<a href="summary.csv">summary.csv</a> · <a href="junit.xml">junit.xml</a> · <a href="../history.csv">history.csv</a></p>
+{images}
+<table><tr><th>scenario</th><th>test</th><th>outcome</th><th>records</th></tr>
+{''.join(rows)}
+</table></body></html>
+"""
+    (records.folder / "index.html").write_text(html)
