@@ -66,7 +66,15 @@ fn nightly() -> Result<(), String> {
     build()?;
     let python = install_package()?;
     step("nightly suite against the simulated rig (fixtures/rigs/sim.toml)");
-    run(Command::new(python).args(["-m", "pytest", "pytests", "-p", "no:cacheprovider", "--results", "results"]))
+    run(Command::new(python).args([
+        "-m",
+        "pytest",
+        "pytests",
+        "-p",
+        "no:cacheprovider",
+        "--results",
+        "results",
+    ]))
 }
 
 fn test() -> Result<(), String> {
@@ -75,7 +83,16 @@ fn test() -> Result<(), String> {
     run(cargo().args(["test", "--workspace"]))?;
     let python = install_package()?;
     step("Python tests (codec cross-check, the suites, suite sensitivity)");
-    run(Command::new(python).args(["-m", "pytest", "pytests", "-q", "-p", "no:cacheprovider", "--results", "results"]))
+    run(Command::new(python).args([
+        "-m",
+        "pytest",
+        "pytests",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--results",
+        "results",
+    ]))
 }
 
 /// Builds the posrig wheel (with the simulated terminal inside) and installs it into `.venv`;
@@ -90,7 +107,15 @@ fn install_package() -> Result<PathBuf, String> {
     let wheels = root().join("target/wheels");
     let _ = std::fs::remove_dir_all(&wheels);
     run(Command::new(&python)
-        .args(["-m", "maturin", "build", "--quiet", "--manifest-path", "rig/python/Cargo.toml", "--out"])
+        .args([
+            "-m",
+            "maturin",
+            "build",
+            "--quiet",
+            "--manifest-path",
+            "rig/python/Cargo.toml",
+            "--out",
+        ])
         .arg(&wheels))?;
     let wheel = std::fs::read_dir(&wheels)
         .map_err(|e| format!("{}: {e}", wheels.display()))?
@@ -99,7 +124,14 @@ fn install_package() -> Result<PathBuf, String> {
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .ok_or("maturin built no wheel")?;
     run(Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--force-reinstall",
+            "--no-deps",
+        ])
         .arg(&wheel))?;
     Ok(python)
 }
