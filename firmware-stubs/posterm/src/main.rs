@@ -22,7 +22,7 @@ use posrig_iso8583::{Codec, Spec};
 use crate::card::CardSlot;
 use crate::console::Console;
 use crate::nvm::Nvm;
-use crate::settings::Settings;
+use crate::settings::{Defects, Settings};
 use crate::terminal::{Terminal, Wiring};
 
 /// Simulated POS terminal firmware.
@@ -30,17 +30,17 @@ use crate::terminal::{Terminal, Wiring};
 #[command(version)]
 struct Cli {
     /// Serial device of the console (a PTY on the simulated rig).
-    #[arg(long)]
-    console: String,
+    #[arg(long, required_unless_present = "list_defects")]
+    console: Option<String>,
     /// Folder holding the NVM (flash) image.
-    #[arg(long)]
-    nvm: PathBuf,
+    #[arg(long, required_unless_present = "list_defects")]
+    nvm: Option<PathBuf>,
     /// File naming the inserted card's profile; missing or empty means no card.
-    #[arg(long)]
-    card_slot: PathBuf,
+    #[arg(long, required_unless_present = "list_defects")]
+    card_slot: Option<PathBuf>,
     /// Acquirer host, host:port.
-    #[arg(long)]
-    host: String,
+    #[arg(long, required_unless_present = "list_defects")]
+    host: Option<String>,
     /// The message spec.
     #[arg(long, default_value = "fixtures/iso8583/cup.toml")]
     spec: PathBuf,
@@ -53,10 +53,17 @@ struct Cli {
     /// Seed a defect by name, e.g. --defect reversal_after_send (repeatable).
     #[arg(long = "defect", value_name = "NAME")]
     defects: Vec<String>,
+    /// Print the names of the seedable defects, one per line, and exit.
+    #[arg(long)]
+    list_defects: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.list_defects {
+        println!("{}", Defects::NAMES.join("\n"));
+        return ExitCode::SUCCESS;
+    }
     match start(cli) {
         Ok(terminal) => terminal.run(),
         Err(message) => {
@@ -67,16 +74,18 @@ fn main() -> ExitCode {
 }
 
 fn start(cli: Cli) -> Result<Terminal, String> {
+    let missing = |flag: &str| format!("{flag} is required");
     let settings = Settings::load(cli.settings.as_deref(), &cli.overrides, &cli.defects)?;
     let spec = Spec::load(&cli.spec).map_err(|e| e.to_string())?;
-    let nvm = Nvm::open(&cli.nvm, Duration::from_millis(settings.timing.flash_write_ms))?;
-    let console = Console::open(&cli.console)?;
+    let nvm_dir = cli.nvm.ok_or_else(|| missing("--nvm"))?;
+    let nvm = Nvm::open(&nvm_dir, Duration::from_millis(settings.timing.flash_write_ms))?;
+    let console = Console::open(&cli.console.ok_or_else(|| missing("--console"))?)?;
     Ok(Terminal::new(Wiring {
         settings,
         codec: Codec::new(spec),
         console,
         nvm,
-        slot: CardSlot::new(&cli.card_slot),
-        host: cli.host,
+        slot: CardSlot::new(&cli.card_slot.ok_or_else(|| missing("--card-slot"))?),
+        host: cli.host.ok_or_else(|| missing("--host"))?,
     }))
 }

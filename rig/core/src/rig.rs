@@ -127,10 +127,12 @@ impl Rig {
         let terminal_reaches_host = proxy.as_ref().map_or(host.addr(), |p| p.addr());
 
         let engine_cell: Arc<OnceLock<Arc<TriggerEngine>>> = Arc::new(OnceLock::new());
-        let console = SerialConsole::pty(
-            profile.clone(),
-            console_sink(&engine_cell, &timeline, &console_log),
-        )?;
+        let lines = RigLines {
+            engine: engine_cell.clone(),
+            timeline: timeline.clone(),
+            log: console_log.clone(),
+        };
+        let console = SerialConsole::pty(profile.clone(), Arc::new(lines))?;
         host.observe(host_observer(&engine_cell, &timeline));
 
         let terminal = config
@@ -367,26 +369,34 @@ impl Drop for Rig {
     }
 }
 
-/// The console's line handler: triggers first (the timing-critical path), then the timeline and
+/// The rig's console handler: triggers first (the timing-critical path), then the timeline and
 /// the log.
-fn console_sink(
-    engine: &Arc<OnceLock<Arc<TriggerEngine>>>,
-    timeline: &Timeline,
-    log: &ConsoleLog,
-) -> LineSink {
-    let (engine, timeline, log) = (engine.clone(), timeline.clone(), log.clone());
-    Arc::new(move |line: &ConsoleLine| {
-        if let Some(engine) = engine.get() {
-            engine.on_console(line);
+struct RigLines {
+    engine: Arc<OnceLock<Arc<TriggerEngine>>>,
+    timeline: Timeline,
+    log: ConsoleLog,
+}
+
+impl LineSink for RigLines {
+    fn raw(&self, text: &str, t_ns: u64) {
+        if let Some(engine) = self.engine.get() {
+            engine.on_console_text(text, t_ns);
         }
-        timeline.push(Entry::new(line.t_ns, Source::Console, "line", line.text.clone()));
+    }
+
+    fn line(&self, line: &ConsoleLine) {
+        if let Some(engine) = self.engine.get() {
+            engine.on_console_line(line);
+        }
+        self.timeline
+            .push(Entry::new(line.t_ns, Source::Console, "line", line.text.clone()));
         if let Some(event) = &line.event {
             let mut entry = Entry::new(line.t_ns, Source::Terminal, event.name.clone(), line.text.clone());
             entry.fields = event.fields.clone().into_iter().collect();
-            timeline.push(entry);
+            self.timeline.push(entry);
         }
-        log.push(line);
-    })
+        self.log.push(line);
+    }
 }
 
 /// The host's journal observer: triggers first, then the timeline.

@@ -1,7 +1,8 @@
 //! The serial console: a serial device read through tokio-serial on a thread of its own — the
 //! same code for a USB UART on the Pi and for the PTY of the simulated terminal. Each complete
-//! line is time-stamped, parsed with the terminal profile and handed to the [`LineSink`] right
-//! there in the read path: no channel, no task hop between the byte arriving and a trigger firing.
+//! line is time-stamped and handed to the [`LineSink`] right there in the read path — raw first,
+//! then parsed with the terminal profile: no channel, no task hop between the byte arriving and a
+//! trigger firing.
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -40,12 +41,17 @@ impl SerialConsole {
     /// Creates a PTY pair and reads its master end; the terminal opens [`Console::device`]. The
     /// slave end stays open as long as the console, so the PTY survives the terminal's power
     /// cycles.
-    pub fn pty(profile: Arc<Profile>, sink: LineSink) -> Result<SerialConsole> {
+    pub fn pty(profile: Arc<Profile>, sink: Arc<dyn LineSink>) -> Result<SerialConsole> {
         SerialConsole::start(Device::Pty, profile, sink)
     }
 
     /// Opens the serial device at `path` (raw, `baud` 8N1) and reads it.
-    pub fn open(path: &str, baud: u32, profile: Arc<Profile>, sink: LineSink) -> Result<SerialConsole> {
+    pub fn open(
+        path: &str,
+        baud: u32,
+        profile: Arc<Profile>,
+        sink: Arc<dyn LineSink>,
+    ) -> Result<SerialConsole> {
         let device = Device::Port {
             path: path.to_string(),
             baud,
@@ -55,7 +61,7 @@ impl SerialConsole {
 
     /// Starts the reading thread, which opens the device inside its own runtime (tokio-serial
     /// registers the device with the runtime that opens it).
-    fn start(device: Device, profile: Arc<Profile>, sink: LineSink) -> Result<SerialConsole> {
+    fn start(device: Device, profile: Arc<Profile>, sink: Arc<dyn LineSink>) -> Result<SerialConsole> {
         let (opened_tx, opened_rx) = std::sync::mpsc::channel::<Opened>();
         let (stop, stopped) = oneshot::channel();
         let reader = std::thread::Builder::new()
@@ -135,7 +141,7 @@ impl Drop for SerialConsole {
 fn read_device(
     device: Device,
     profile: Arc<Profile>,
-    sink: LineSink,
+    sink: Arc<dyn LineSink>,
     opened: std::sync::mpsc::Sender<Opened>,
     mut stopped: oneshot::Receiver<()>,
 ) {
@@ -176,7 +182,7 @@ fn read_device(
 }
 
 /// Splits `bytes` into lines (carrying a partial line over in `pending`) and hands each to `sink`.
-fn deliver(bytes: &[u8], pending: &mut Vec<u8>, t_ns: u64, profile: &Profile, sink: &LineSink) {
+fn deliver(bytes: &[u8], pending: &mut Vec<u8>, t_ns: u64, profile: &Profile, sink: &Arc<dyn LineSink>) {
     let mut rest = bytes;
     while let Some(end) = rest.iter().position(|&b| b == b'\n') {
         let line = if pending.is_empty() {
@@ -185,9 +191,15 @@ fn deliver(bytes: &[u8], pending: &mut Vec<u8>, t_ns: u64, profile: &Profile, si
             pending.extend_from_slice(&rest[..end]);
             &pending[..]
         };
-        let text = String::from_utf8_lossy(line).trim_end_matches('\r').to_string();
-        let event = profile.parse(&text);
-        sink(&ConsoleLine { t_ns, text, event });
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches('\r');
+        sink.raw(text, t_ns);
+        let event = profile.parse(text);
+        sink.line(&ConsoleLine {
+            t_ns,
+            text: text.to_string(),
+            event,
+        });
         pending.clear();
         rest = &rest[end + 1..];
     }

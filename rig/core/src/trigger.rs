@@ -14,7 +14,7 @@ use posrig_host::{Direction, JournalEntry};
 use regex::Regex;
 
 use crate::actuators::{Action, Actuators};
-use crate::capability::ConsoleLine;
+use crate::capability::{ConsoleLine, LineSink};
 use crate::timeline::{now_ns, Entry, Source, Timeline};
 
 /// What a trigger waits for.
@@ -165,6 +165,22 @@ impl Firing {
 struct Armed {
     id: u64,
     trigger: Trigger,
+    /// The console pattern compiled for the read path: a one-pass matcher with no lazily built
+    /// DFA, so the first match after a quiet spell costs microseconds, not a DFA build.
+    console: Option<regex_automata::meta::Regex>,
+}
+
+impl Armed {
+    fn new(id: u64, trigger: Trigger) -> Armed {
+        let console = match &trigger.when {
+            When::Console(regex) => regex_automata::meta::Regex::builder()
+                .configure(regex_automata::meta::Config::new().hybrid(false).dfa(false))
+                .build(regex.as_str())
+                .ok(),
+            _ => None,
+        };
+        Armed { id, trigger, console }
+    }
 }
 
 /// Work for the scheduler thread, ordered by due time.
@@ -241,11 +257,11 @@ impl TriggerEngine {
             detail,
         ));
         let fires_now = matches!(trigger.when, When::Armed);
-        state.armed.push(Armed { id, trigger });
+        state.armed.push(Armed::new(id, trigger));
         drop(state);
         if fires_now {
             self.shared
-                .matched(|t| matches!(t.when, When::Armed), now_ns(), "armed");
+                .matched(|a| matches!(a.trigger.when, When::Armed), now_ns(), "armed");
         }
         id
     }
@@ -286,15 +302,26 @@ impl TriggerEngine {
         }
     }
 
-    /// Called by the console reader for every line, in its read path.
-    pub fn on_console(&self, line: &ConsoleLine) {
+    /// Called by the console reader with a line's raw text, in its read path, before the line is
+    /// parsed: console-regex triggers fire here.
+    pub fn on_console_text(&self, text: &str, t_ns: u64) {
         self.shared.matched(
-            |t| match &t.when {
-                When::Console(regex) => regex.is_match(&line.text),
-                When::Event { name, fields } => line
-                    .event
-                    .as_ref()
-                    .is_some_and(|e| &e.name == name && fields.iter().all(|(k, v)| e.get(k) == v)),
+            |a| a.console.as_ref().is_some_and(|regex| regex.is_match(text)),
+            t_ns,
+            text,
+        );
+    }
+
+    /// Called by the console reader with each parsed line: canonical-event triggers fire here.
+    pub fn on_console_line(&self, line: &ConsoleLine) {
+        let Some(event) = &line.event else {
+            return;
+        };
+        self.shared.matched(
+            |a| match &a.trigger.when {
+                When::Event { name, fields } => {
+                    &event.name == name && fields.iter().all(|(k, v)| event.get(k) == v)
+                }
                 _ => false,
             },
             line.t_ns,
@@ -305,7 +332,7 @@ impl TriggerEngine {
     /// Called by the host for every journal entry, in its journal path.
     pub fn on_host(&self, entry: &JournalEntry) {
         self.shared.matched(
-            |t| match &t.when {
+            |a| match &a.trigger.when {
                 When::Host { direction, mti, stan } => {
                     entry.direction == *direction
                         && mti.as_ref().is_none_or(|m| entry.mti.as_ref() == Some(m))
@@ -337,23 +364,27 @@ impl Drop for TriggerEngine {
 impl Shared {
     /// Fires every armed trigger `matches` accepts: immediate actions right here, delayed ones
     /// through the scheduler.
-    fn matched(&self, matches: impl Fn(&Trigger) -> bool, event_ns: u64, what: &str) {
+    fn matched(&self, matches: impl Fn(&Armed) -> bool, event_ns: u64, what: &str) {
         let mut now_jobs = Vec::new();
         {
             let mut state = self.state.lock().expect("trigger lock");
             if state.armed.is_empty() {
                 return;
             }
-            let hits: Vec<(u64, Trigger)> = state
+            // Only what the firing needs is copied out: no clone of the trigger and its pattern.
+            let hits: Vec<(u64, Action, Option<Duration>, Duration)> = state
                 .armed
                 .iter()
-                .filter(|a| matches(&a.trigger))
-                .map(|a| (a.id, a.trigger.clone()))
+                .filter(|a| matches(a))
+                .map(|a| (a.id, a.trigger.action.clone(), a.trigger.hold, a.trigger.after))
                 .collect();
-            for (id, trigger) in hits {
-                if !trigger.every_time {
-                    state.armed.retain(|a| a.id != id);
-                }
+            if hits.is_empty() {
+                return;
+            }
+            state
+                .armed
+                .retain(|a| a.trigger.every_time || !hits.iter().any(|(id, ..)| *id == a.id));
+            for (id, action, hold, after) in hits {
                 let firing = state.firings.len();
                 state.firings.push(Firing {
                     trigger: id,
@@ -364,11 +395,11 @@ impl Shared {
                     undone_ns: None,
                     error: None,
                 });
-                state.pending.push(Some((trigger.action.clone(), trigger.hold)));
-                if trigger.after.is_zero() {
+                state.pending.push(Some((action, hold)));
+                if after.is_zero() {
                     now_jobs.push((id, firing));
                 } else {
-                    let due_ns = event_ns + trigger.after.as_nanos() as u64;
+                    let due_ns = event_ns + after.as_nanos() as u64;
                     state
                         .jobs
                         .push(Reverse((due_ns, Job::Act { trigger: id, firing })));
@@ -471,5 +502,17 @@ fn schedule(shared: &Shared) {
                 state = shared.state.lock().expect("trigger lock");
             }
         }
+    }
+}
+
+/// The engine reads the console directly: raw lines for console-regex triggers, parsed lines for
+/// event triggers.
+impl LineSink for TriggerEngine {
+    fn raw(&self, text: &str, t_ns: u64) {
+        self.on_console_text(text, t_ns);
+    }
+
+    fn line(&self, line: &ConsoleLine) {
+        self.on_console_line(line);
     }
 }

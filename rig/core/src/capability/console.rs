@@ -1,7 +1,5 @@
 //! The terminal's serial console.
 
-use std::sync::Arc;
-
 use crate::error::Result;
 use crate::profile::Event;
 
@@ -16,9 +14,21 @@ pub struct ConsoleLine {
     pub event: Option<Event>,
 }
 
-/// Receives every console line on the reading thread, as soon as it is complete. The trigger
-/// engine and the timeline are sinks: matching happens in the read path, with no hop.
-pub type LineSink = Arc<dyn Fn(&ConsoleLine) + Send + Sync>;
+/// Receives every console line on the reading thread, as soon as it is complete: first the raw
+/// text, before anything else is done with it (console-regex triggers act there), then the line
+/// with its canonical event. Matching happens in the read path, with no hop.
+pub trait LineSink: Send + Sync {
+    /// The raw text of a line the moment its last byte was read, before it is parsed.
+    fn raw(&self, _text: &str, _t_ns: u64) {}
+    /// The line with its canonical event.
+    fn line(&self, line: &ConsoleLine);
+}
+
+impl<F: Fn(&ConsoleLine) + Send + Sync> LineSink for F {
+    fn line(&self, line: &ConsoleLine) {
+        self(line)
+    }
+}
 
 /// Bytes out to the terminal's console (commands); lines come in through the [`LineSink`] the
 /// console was opened with.

@@ -2,7 +2,9 @@
 
 Options: `--rig` (a rig configuration; default the simulated rig), `--results` (where run records
 go), `--terminal` (extra arguments for the simulated terminal, e.g. "--defect reversal_after_send").
-Fixtures: `rig` (a started rig per test, left safe afterwards), `terminal`, `host`, `cards`.
+Fixtures: `rig` (a started rig per test, left safe afterwards), `make_rig` (more rigs, with extra
+terminal settings or defects), `terminal`, `host`, `cards`, `records` (the test's own folder in the
+run records).
 Markers: `@pytest.mark.needs("link")` skips, with the reason, a test the rig cannot run;
 `@pytest.mark.scenario("P3")` names the domain.md §4 row a test covers.
 
@@ -20,7 +22,7 @@ import sys
 import sysconfig
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 
@@ -104,22 +106,45 @@ def _safe_name(nodeid: str) -> str:
 
 
 @pytest.fixture
-def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
-    """A rig started for this test and left in the safe state after it."""
+def make_rig(request: pytest.FixtureRequest) -> Iterator[Callable[..., Rig]]:
+    """Starts rigs for this test whose simulated terminal runs with extra `settings` (posterm
+    `--set` values) or `defects`, on top of `--terminal`: `make_rig(settings=["policy.x=1"])`.
+    Each is skipped like `rig` when it lacks a capability the test `needs`, recorded, and left in
+    the safe state after the test."""
     config = request.config
-    terminal_args = shlex.split(config.getoption("--terminal"))
-    started = Rig(config.getoption("--rig"), link=config.getoption("--link"), terminal_args=terminal_args)
-    for marker in request.node.iter_markers("needs"):
-        for capability in marker.args:
-            if not started.has(capability):
-                started.close()
-                pytest.skip(f"the rig {config.getoption('--rig')} has no {capability}")
-    request.node.stash[_RIG] = started
-    try:
-        yield started
-    finally:
-        _write_test_records(request.node, started)
-        started.close()
+    started: List[Rig] = []
+
+    def start(settings: Sequence[str] = (), defects: Sequence[str] = ()) -> Rig:
+        new = Rig(
+            config.getoption("--rig"),
+            link=config.getoption("--link"),
+            settings=settings,
+            defects=defects,
+            terminal_args=shlex.split(config.getoption("--terminal")),
+        )
+        missing = [c for m in request.node.iter_markers("needs") for c in m.args if not new.has(c)]
+        if missing:
+            new.close()
+            pytest.skip(f"the rig {config.getoption('--rig')} has no {', '.join(missing)}")
+        started.append(new)
+        return new
+
+    yield start
+    for each in started:
+        _write_test_records(request.node, each)
+        each.close()
+
+
+@pytest.fixture
+def rig(make_rig: Callable[..., Rig]) -> Rig:
+    """A rig started for this test and left in the safe state after it."""
+    return make_rig()
+
+
+@pytest.fixture
+def records(request: pytest.FixtureRequest) -> Path:
+    """This test's folder in the run records, for files of its own."""
+    return request.config.stash[_RECORDS].test_folder(request.node.nodeid)
 
 
 @pytest.fixture
