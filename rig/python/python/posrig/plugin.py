@@ -284,10 +284,11 @@ def _draw_run_plots(records: Records) -> None:
     groups: Dict[str, List[int]] = {}
     for row in records.rows:
         counts = groups.setdefault(row["group"], [0, 0, 0, 0])
+        # Each test once: a pass that leaves a reversal unresolved is reported as unresolved.
         index = {"passed": 0, "failed": 1, "skipped": 3}.get(row["outcome"], 0)
+        if index == 0 and row["unresolved"]:
+            index = 2
         counts[index] += 1
-        if row["unresolved"]:
-            counts[2] += 1
     _native.plot_summary([(g, *c) for g, c in sorted(groups.items())], records.folder / "summary")
     _native.plot_histogram(records.reversal_latencies_ms, "ms", "Reversal latency (timeout to 0410 accepted)", records.folder / "reversal-latency")
     _native.plot_histogram(records.trigger_offsets_ms, "ms", "Trigger offset (event to action start)", records.folder / "trigger-offset")
