@@ -136,11 +136,17 @@ impl NativeRig {
     /// Waits from console line `since` for an event named in `names`; returns it as JSON.
     fn wait_event(&self, py: Python<'_>, since: usize, names: Vec<String>, timeout: f64) -> PyResult<String> {
         let rig = self.rig()?;
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let event = py
-            .detach(|| rig.wait_event(since, Duration::from_secs_f64(timeout), &names))
-            .map_err(fail)?;
-        to_json(json!({"name": event.name, "fields": event.fields}))
+        let wanted = |e: &posrig_core::profile::Event| names.iter().any(|n| n == &e.name);
+        let (_, line) = py
+            .detach(|| {
+                rig.console_log()
+                    .wait_for(since, Duration::from_secs_f64(timeout), wanted)
+            })
+            .map_err(|e| fail(format!("waiting for {names:?}: {e}")))?;
+        let event = line
+            .event
+            .ok_or_else(|| fail("the matched console line has no event"))?;
+        to_json(json!({"t_ns": line.t_ns, "name": event.name, "fields": event.fields, "line": line.text}))
     }
 
     /// Types a command of the terminal profile; returns the console mark before it.

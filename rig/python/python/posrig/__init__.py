@@ -23,11 +23,14 @@ from ._native import NativeRig, RigError
 __all__ = [
     "Event",
     "Firing",
+    "Host",
     "Measurement",
     "Outcome",
     "Rig",
     "RigError",
+    "Terminal",
     "Verdict",
+    "When",
 ]
 
 #: Events that end a sale, a void or a settlement on the terminal.
@@ -175,6 +178,16 @@ class Terminal:
     def settle(self, timeout: float = 60.0) -> Outcome:
         """Settles the batch."""
         return self._run("settle", {}, timeout)
+
+    def start(self, command: str, **values: object) -> int:
+        """Types a profile command (sale, void, settle, status, reprint) and returns at once with the
+        console mark before it: for faults placed in the middle of a command."""
+        return self._rig._native.type_command(command, {name: str(value) for name, value in values.items()})
+
+    def reprint(self, timeout: float = 30.0) -> Event:
+        """Reprints the last receipt; returns the receipt event."""
+        mark = self.start("reprint")
+        return self.wait("receipt", "refused", since=mark, timeout=timeout)
 
     def status(self, timeout: float = 30.0) -> Event:
         """Asks the terminal for its status; returns once it answered."""
