@@ -102,8 +102,10 @@ fn install_package() -> Result<PathBuf, String> {
     step("building and installing the posrig wheel");
     let scripts = root().join("rig/python/data/scripts");
     std::fs::create_dir_all(&scripts).map_err(|e| format!("{}: {e}", scripts.display()))?;
-    std::fs::copy(bin_dir().join("posterm"), scripts.join("posterm"))
-        .map_err(|e| format!("copying posterm into the wheel: {e}"))?;
+    for program in ["posterm", "iso8583"] {
+        std::fs::copy(bin_dir().join(program), scripts.join(program))
+            .map_err(|e| format!("copying {program} into the wheel: {e}"))?;
+    }
     let wheels = root().join("target/wheels");
     let _ = std::fs::remove_dir_all(&wheels);
     run(Command::new(&python)

@@ -53,8 +53,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _make_programs_findable() -> None:
-    """Lets the rig find the simulated terminal installed with this package, in the environment's
-    bin folder, even when that folder is not on PATH."""
+    """Lets the rig (and the suites) find the programs installed with this package — the
+    simulated terminal and the codec's command line — in the environment's bin folder, even when
+    that folder is not on PATH."""
     if "POSRIG_BIN_DIR" in os.environ:
         return
     scripts = Path(sysconfig.get_path("scripts"))
