@@ -60,6 +60,29 @@ pub struct Unresolved {
     pub evidence: Vec<String>,
 }
 
+/// Judges a run from the host's journal and ledger and every console line the terminal wrote
+/// (those with a canonical event are the terminal's side of the observation).
+pub fn judge(
+    journal: &[JournalEntry],
+    ledger: &Ledger,
+    console: &[crate::capability::ConsoleLine],
+) -> Verdict {
+    let terminal: Vec<TerminalEvent> = console
+        .iter()
+        .filter_map(|line| {
+            Some(TerminalEvent {
+                t_ns: line.t_ns,
+                event: line.event.clone()?,
+            })
+        })
+        .collect();
+    check(&Observation {
+        journal,
+        ledger,
+        terminal: &terminal,
+    })
+}
+
 /// The oracle's verdict on one observation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Verdict {

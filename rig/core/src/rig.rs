@@ -15,7 +15,7 @@ use crate::capability::{Console, ConsoleLine, LineSink, NetworkImpairment};
 use crate::config::{LinkBackend, RigConfig};
 use crate::console_log::ConsoleLog;
 use crate::error::{Result, RigError};
-use crate::oracle::{self, Observation, TerminalEvent, Verdict};
+use crate::oracle::{self, Verdict};
 use crate::profile::{Event, Profile};
 use crate::serial::SerialConsole;
 use crate::sim::card::SimCardFeeder;
@@ -264,24 +264,8 @@ impl Rig {
     /// and ledger against the terminal's events (domain.md §5).
     pub fn verdict(&self) -> Result<Verdict> {
         self.status()?;
-        let journal = self.host.journal(0);
-        let ledger = self.host.ledger();
-        let terminal: Vec<TerminalEvent> = self
-            .console_log
-            .lines()
-            .into_iter()
-            .filter_map(|line| {
-                Some(TerminalEvent {
-                    t_ns: line.t_ns,
-                    event: line.event?,
-                })
-            })
-            .collect();
-        Ok(oracle::check(&Observation {
-            journal: &journal,
-            ledger: &ledger,
-            terminal: &terminal,
-        }))
+        let (journal, ledger) = (self.host.journal(0), self.host.ledger());
+        Ok(oracle::judge(&journal, &ledger, &self.console_log.lines()))
     }
 
     /// The acquirer host.

@@ -11,7 +11,7 @@ use crate::host::HostProcess;
 use crate::paths;
 use posrig_core::capability::{Console, ConsoleLine};
 use posrig_core::console_log::ConsoleLog;
-use posrig_core::oracle::{self, Observation, TerminalEvent, Verdict};
+use posrig_core::oracle::{self, Verdict};
 use posrig_core::profile::{Event, Profile};
 use posrig_core::serial::SerialConsole;
 
@@ -210,24 +210,8 @@ impl Lab {
     /// run with the oracle: the host's journal and ledger against the terminal's events.
     pub fn verdict(&self) -> Result<Verdict, String> {
         self.status()?;
-        let journal = self.host.journal()?;
-        let ledger = self.host.ledger()?;
-        let terminal: Vec<TerminalEvent> = self
-            .console
-            .lines()
-            .into_iter()
-            .filter_map(|line| {
-                Some(TerminalEvent {
-                    t_ns: line.t_ns,
-                    event: line.event?,
-                })
-            })
-            .collect();
-        Ok(oracle::check(&Observation {
-            journal: &journal,
-            ledger: &ledger,
-            terminal: &terminal,
-        }))
+        let (journal, ledger) = (self.host.journal()?, self.host.ledger()?);
+        Ok(oracle::judge(&journal, &ledger, &self.console.lines()))
     }
 
     /// The console transcript and the host journal, for a person reading a failure.
