@@ -1454,8 +1454,9 @@ mod tests {
         assert_clean(&run);
     }
 
-    #[test]
-    fn v7_lost_void_reply_reversed_is_clean() {
+    /// Sale 000002 approved, then its void 000003 sent and its reply lost: the terminal timed out
+    /// and holds the void's reversal (98). Returns the run and the void request.
+    fn void_reply_lost() -> (Run, Message) {
         let mut run = Run::new();
         run.boot("000001");
         run.approved_sale("000002");
@@ -1465,6 +1466,12 @@ mod tests {
         assert!(run.exchange(&request).is_none());
         run.event("timeout", &[("stan", "000003")]);
         run.event("reversal_pending", &[("stan", "000003"), ("reason", "98")]);
+        (run, request)
+    }
+
+    #[test]
+    fn v7_lost_void_reply_reversed_is_clean() {
+        let (mut run, request) = void_reply_lost();
         run.reverse(&request, "98", None);
         assert_eq!(
             run.host.ledger.net(&key("000002")),
@@ -1845,15 +1852,7 @@ mod tests {
 
     #[test]
     fn invariant_8_void_reversal_without_61_and_evidence_quotes_times() {
-        let mut run = Run::new();
-        run.boot("000001");
-        run.approved_sale("000002");
-        run.rule(Kind::Void, Some(1), Action::DropReply);
-        run.prepared("000003", "void");
-        let request = void("000003", "000002");
-        assert!(run.exchange(&request).is_none());
-        run.event("timeout", &[("stan", "000003")]);
-        run.event("reversal_pending", &[("stan", "000003"), ("reason", "98")]);
+        let (mut run, request) = void_reply_lost();
         let mut message = reversal(&request, "98", None);
         message.remove(61);
         run.deliver(&message);

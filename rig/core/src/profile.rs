@@ -7,6 +7,17 @@ use std::path::Path;
 use regex::{Regex, RegexSet};
 use serde::Deserialize;
 
+/// Canonical events that end a sale attempt on the terminal: its outcome, or the end of the
+/// reversal it caused.
+pub const SALE_ENDINGS: [&str; 6] = [
+    "approved",
+    "declined",
+    "terminated",
+    "refused",
+    "reversal_done",
+    "reversal_failed",
+];
+
 /// A canonical terminal event parsed from a console line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {

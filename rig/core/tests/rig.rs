@@ -9,20 +9,13 @@ use std::time::Duration;
 use posrig_core::actuators::Action;
 use posrig_core::capability::Impairment;
 use posrig_core::config::{LinkBackend, RigConfig};
+use posrig_core::profile::SALE_ENDINGS;
 use posrig_core::rig::{LinkKind, Rig, RigOptions};
 use posrig_core::timeline::Source;
 use posrig_core::trigger::{Trigger, When};
 use posrig_host::Direction;
 
 const WAIT: Duration = Duration::from_secs(20);
-const SALE_ENDS: [&str; 6] = [
-    "approved",
-    "declined",
-    "terminated",
-    "refused",
-    "reversal_done",
-    "reversal_failed",
-];
 
 fn config() -> RigConfig {
     let path = PathBuf::from(concat!(
@@ -143,7 +136,7 @@ fn a_card_pulled_mid_transaction_reaches_the_terminal() {
         Action::CardRemove,
     );
     let mark = start_sale(&rig);
-    let ended = rig.wait_event(mark, WAIT, &SALE_ENDS).unwrap();
+    let ended = rig.wait_event(mark, WAIT, &SALE_ENDINGS).unwrap();
     assert_eq!(ended.name, "terminated", "{ended:?}");
     rig.wait_event(mark, WAIT, &["reversal_done"]).unwrap();
     let names: Vec<String> = rig
@@ -169,7 +162,7 @@ fn a_netlink_flap_in_a_namespace_stops_and_restores_the_terminals_traffic() {
     assert!(!link.is_up().unwrap());
     let before = rig.host().journal_next();
     let mark = start_sale(&rig);
-    let ended = rig.wait_event(mark, WAIT, &SALE_ENDS).unwrap();
+    let ended = rig.wait_event(mark, WAIT, &SALE_ENDINGS).unwrap();
     assert_eq!(
         ended.name, "terminated",
         "no traffic while the link is down: {ended:?}"
@@ -179,7 +172,10 @@ fn a_netlink_flap_in_a_namespace_stops_and_restores_the_terminals_traffic() {
     rig.perform(&Action::LinkUp).unwrap();
     assert!(link.is_up().unwrap());
     let mark = start_sale(&rig);
-    assert_eq!(rig.wait_event(mark, WAIT, &SALE_ENDS).unwrap().name, "approved");
+    assert_eq!(
+        rig.wait_event(mark, WAIT, &SALE_ENDINGS).unwrap().name,
+        "approved"
+    );
     assert!(rig.verdict().unwrap().passed());
 }
 
@@ -281,7 +277,10 @@ fn a_trigger_cuts_power_in_its_window_every_time() {
 fn the_timeline_holds_every_source_and_exports_as_csv() {
     let rig = rig(&[]);
     let mark = start_sale(&rig);
-    assert_eq!(rig.wait_event(mark, WAIT, &SALE_ENDS).unwrap().name, "approved");
+    assert_eq!(
+        rig.wait_event(mark, WAIT, &SALE_ENDINGS).unwrap().name,
+        "approved"
+    );
     let sources: std::collections::BTreeSet<Source> =
         rig.timeline().entries().iter().map(|e| e.source).collect();
     for wanted in [

@@ -18,17 +18,6 @@ use posrig_core::serial::SerialConsole;
 /// How long the terminal may take to boot and sign on.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Canonical events that end a sale attempt on the terminal: its outcome, or the end of the
-/// reversal it caused.
-pub const SALE_ENDINGS: [&str; 6] = [
-    "approved",
-    "declined",
-    "terminated",
-    "refused",
-    "reversal_done",
-    "reversal_failed",
-];
-
 /// How to build the lab.
 #[derive(Debug, Clone, Default)]
 pub struct LabOptions {

@@ -8,9 +8,9 @@ mod lab;
 mod paths;
 
 pub use host::{HostProcess, JournalFeed};
-pub use lab::{Lab, LabOptions, SALE_ENDINGS};
+pub use lab::{Lab, LabOptions};
 pub use paths::{fixture, program, workspace_root};
 pub use posrig_core::capability::ConsoleLine;
 pub use posrig_core::console_log::ConsoleLog;
 pub use posrig_core::oracle::{Verdict, Violation};
-pub use posrig_core::profile::{ConsoleSettings, Event, Profile};
+pub use posrig_core::profile::{ConsoleSettings, Event, Profile, SALE_ENDINGS};
