@@ -191,7 +191,10 @@ fn deliver(bytes: &[u8], pending: &mut Vec<u8>, t_ns: u64, profile: &Profile, si
             pending.extend_from_slice(&rest[..end]);
             &pending[..]
         };
-        let text = String::from_utf8_lossy(line);
+        let text = match std::str::from_utf8(line) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(line),
+        };
         let text = text.trim_end_matches('\r');
         sink.raw(text, t_ns);
         let event = profile.parse(text);

@@ -162,11 +162,18 @@ impl Firing {
     }
 }
 
+/// NFA states up to which a console pattern gets a full DFA when armed.
+const CONSOLE_DFA_STATE_LIMIT: usize = 2_000;
+
+/// Memory a console pattern's full DFA may take.
+const CONSOLE_DFA_BYTES: usize = 8 << 20;
+
 struct Armed {
     id: u64,
     trigger: Trigger,
-    /// The console pattern compiled for the read path: a one-pass matcher with no lazily built
-    /// DFA, so the first match after a quiet spell costs microseconds, not a DFA build.
+    /// The console pattern compiled for the read path: a DFA built in full when the trigger is
+    /// armed (up to a size limit, beyond which a matcher with no DFA), never a lazily built one,
+    /// so the first match after a quiet spell costs no DFA construction.
     console: Option<regex_automata::meta::Regex>,
 }
 
@@ -174,7 +181,13 @@ impl Armed {
     fn new(id: u64, trigger: Trigger) -> Armed {
         let console = match &trigger.when {
             When::Console(regex) => regex_automata::meta::Regex::builder()
-                .configure(regex_automata::meta::Config::new().hybrid(false).dfa(false))
+                .configure(
+                    regex_automata::meta::Config::new()
+                        .hybrid(false)
+                        .dfa(true)
+                        .dfa_state_limit(Some(CONSOLE_DFA_STATE_LIMIT))
+                        .dfa_size_limit(Some(CONSOLE_DFA_BYTES)),
+                )
                 .build(regex.as_str())
                 .ok(),
             _ => None,

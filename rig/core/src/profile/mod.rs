@@ -4,8 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use regex::{Regex, RegexSet};
+mod matcher;
+
+use regex::Regex;
 use serde::Deserialize;
+
+use matcher::EventMatcher;
 
 /// Canonical events that end a sale attempt on the terminal: its outcome, or the end of the
 /// reversal it caused.
@@ -72,9 +76,10 @@ pub struct Profile {
     /// Console settings.
     pub console: ConsoleSettings,
     commands: BTreeMap<String, String>,
-    patterns: Vec<(String, Regex)>,
-    /// All patterns at once: one pass over a line finds which one matches first.
-    any: RegexSet,
+    /// Each event's name, by pattern index.
+    events: Vec<String>,
+    /// Every event pattern, compiled for the read path.
+    matcher: EventMatcher,
 }
 
 impl Profile {
@@ -86,42 +91,31 @@ impl Profile {
             let line = e.span().map_or(0, |s| text[..s.start].matches('\n').count() + 1);
             format!("{}:{line}: {}", path.display(), e.message())
         })?;
-        let patterns = raw
-            .events
-            .into_iter()
-            .map(|p| match Regex::new(&p.pattern) {
-                Ok(regex) => Ok((p.event, regex)),
-                Err(e) => Err(format!(
-                    "{}: pattern of event {:?} is not a valid regex: {e}",
-                    path.display(),
-                    p.event
-                )),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let any = RegexSet::new(patterns.iter().map(|(_, regex)| regex.as_str()))
-            .map_err(|e| format!("{}: the event patterns do not combine: {e}", path.display()))?;
+        let patterns: Vec<&str> = raw.events.iter().map(|p| p.pattern.as_str()).collect();
+        let matcher = EventMatcher::new(&patterns).map_err(|(index, e)| match raw.events.get(index) {
+            Some(p) => format!(
+                "{}: pattern of event {:?} is not a valid regex: {e}",
+                path.display(),
+                p.event
+            ),
+            None => format!("{}: the event patterns do not combine: {e}", path.display()),
+        })?;
         Ok(Profile {
             name: raw.name,
             description: raw.description,
             console: raw.console,
             commands: raw.commands,
-            patterns,
-            any,
+            events: raw.events.into_iter().map(|p| p.event).collect(),
+            matcher,
         })
     }
 
-    /// The canonical event of a console line, if any pattern matches.
+    /// The canonical event of a console line: the pattern that matches earliest in the line wins,
+    /// and of two matching at the same place, the one written first.
     pub fn parse(&self, line: &str) -> Option<Event> {
-        let first = self.any.matches(line).into_iter().next()?;
-        let (name, regex) = &self.patterns[first];
-        let captures = regex.captures(line)?;
-        let fields = regex
-            .capture_names()
-            .flatten()
-            .filter_map(|group| Some((group.to_string(), captures.name(group)?.as_str().to_string())))
-            .collect();
+        let (index, fields) = self.matcher.matches(line)?;
         Some(Event {
-            name: name.clone(),
+            name: self.events[index].clone(),
             fields,
         })
     }

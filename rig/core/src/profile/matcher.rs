@@ -1,0 +1,282 @@
+//! Finds which event pattern a console line matches and reads its named groups, in about the
+//! time of two passes over the line: a lazy DFA over every pattern at once finds the pattern and
+//! the span it matched, then that pattern's one-pass DFA reads the groups over the span alone.
+//! (The general-purpose regex captures API runs a full search per call and costs several times
+//! more; this runs on the console's read path, once per line.)
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use regex_automata::dfa::onepass;
+use regex_automata::hybrid::dfa::{Cache as DfaCache, DFA};
+use regex_automata::meta;
+use regex_automata::nfa::thompson;
+use regex_automata::util::captures::Captures;
+use regex_automata::{Anchored, Input, MatchKind, PatternID};
+
+/// Every event pattern of a profile, compiled for the read path.
+pub(super) struct EventMatcher {
+    /// All patterns at once, forward: which pattern matches first, and where its match ends.
+    forward: DFA,
+    /// All patterns reversed, searched for one pattern only, back from the end of its match:
+    /// where it starts. (Searching back for every pattern at once would run to the start of the
+    /// line whenever some pattern has a `.*`.)
+    reverse: DFA,
+    patterns: Vec<GroupReader>,
+    /// The patterns as written, to compile a copy.
+    sources: Vec<String>,
+    /// Search state, kept between lines (one reader thread uses it; the lock is uncontended).
+    scratch: Mutex<Scratch>,
+}
+
+impl Clone for EventMatcher {
+    /// A copy with search state of its own.
+    fn clone(&self) -> EventMatcher {
+        let sources: Vec<&str> = self.sources.iter().map(String::as_str).collect();
+        EventMatcher::new(&sources).expect("these patterns compiled once already")
+    }
+}
+
+impl std::fmt::Debug for EventMatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EventMatcher({} patterns)", self.patterns.len())
+    }
+}
+
+/// Reads one pattern's named groups over a span it is known to match.
+enum GroupReader {
+    /// The common case: the pattern is one-pass (at each byte at most one way forward).
+    OnePass {
+        dfa: Box<onepass::DFA>,
+        names: Vec<(usize, String)>,
+    },
+    /// Patterns such as `(?P<why>.*) attempt=` need backtracking.
+    General {
+        regex: meta::Regex,
+        names: Vec<(usize, String)>,
+    },
+}
+
+struct Scratch {
+    forward: DfaCache,
+    reverse: DfaCache,
+    /// Each pattern's captures (and one-pass cache), by pattern index.
+    groups: Vec<(Option<onepass::Cache>, Captures)>,
+}
+
+impl EventMatcher {
+    /// Compiles `patterns`; an error names the first one that does not compile.
+    pub(super) fn new(patterns: &[&str]) -> Result<EventMatcher, (usize, String)> {
+        let readers = patterns
+            .iter()
+            .enumerate()
+            .map(|(index, pattern)| GroupReader::new(pattern).map_err(|e| (index, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let combine_error = |e: regex_automata::hybrid::BuildError| (usize::MAX, e.to_string());
+        let forward = DFA::builder()
+            .syntax(bytewise())
+            .build_many(patterns)
+            .map_err(combine_error)?;
+        let reverse = DFA::builder()
+            .syntax(bytewise())
+            .thompson(thompson::Config::new().reverse(true))
+            .configure(
+                DFA::config()
+                    .prefilter(None)
+                    .match_kind(MatchKind::All)
+                    .starts_for_each_pattern(true),
+            )
+            .build_many(patterns)
+            .map_err(combine_error)?;
+        let scratch = Mutex::new(Scratch {
+            forward: forward.create_cache(),
+            reverse: reverse.create_cache(),
+            groups: readers.iter().map(GroupReader::scratch).collect(),
+        });
+        Ok(EventMatcher {
+            forward,
+            reverse,
+            patterns: readers,
+            sources: patterns.iter().map(|p| p.to_string()).collect(),
+            scratch,
+        })
+    }
+
+    /// The index of the pattern `line` matches (the earliest match in the line; at the same
+    /// place, the pattern written first) and its named groups' values.
+    pub(super) fn matches(&self, line: &str) -> Option<(usize, BTreeMap<String, String>)> {
+        let mut scratch = self
+            .scratch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Scratch {
+            forward,
+            reverse,
+            groups,
+        } = &mut *scratch;
+        // The default lazy DFA configuration never gives up on a search, so neither errs.
+        let end = self.forward.try_search_fwd(forward, &Input::new(line)).ok()??;
+        let back = Input::new(line)
+            .range(..end.offset())
+            .anchored(Anchored::Pattern(end.pattern()));
+        let start = self.reverse.try_search_rev(reverse, &back).ok()??;
+        let index = end.pattern().as_usize();
+        let span = Input::new(line)
+            .range(start.offset()..end.offset())
+            .anchored(Anchored::Yes);
+        let (cache, captures) = &mut groups[index];
+        self.patterns[index].read(&span, cache.as_mut(), captures);
+        let fields = self.patterns[index]
+            .names()
+            .iter()
+            .filter_map(|(group, name)| {
+                let value = &line.as_bytes()[captures.get_group(*group)?.range()];
+                Some((name.clone(), String::from_utf8_lossy(value).into_owned()))
+            })
+            .collect();
+        Some((index, fields))
+    }
+}
+
+impl GroupReader {
+    fn new(pattern: &str) -> Result<GroupReader, String> {
+        let names = |info: &regex_automata::util::captures::GroupInfo| -> Vec<(usize, String)> {
+            info.pattern_names(PatternID::ZERO)
+                .enumerate()
+                .filter_map(|(index, name)| Some((index, name?.to_string())))
+                .collect()
+        };
+        match onepass::DFA::builder().syntax(bytewise()).build(pattern) {
+            Ok(dfa) => {
+                let names = names(dfa.get_nfa().group_info());
+                let dfa = Box::new(dfa);
+                Ok(GroupReader::OnePass { dfa, names })
+            }
+            Err(_) => {
+                let regex = meta::Regex::builder()
+                    .syntax(bytewise())
+                    .build(pattern)
+                    .map_err(|e| e.to_string())?;
+                let names = names(regex.group_info());
+                Ok(GroupReader::General { regex, names })
+            }
+        }
+    }
+
+    fn scratch(&self) -> (Option<onepass::Cache>, Captures) {
+        match self {
+            GroupReader::OnePass { dfa, .. } => (Some(dfa.create_cache()), dfa.create_captures()),
+            GroupReader::General { regex, .. } => (None, regex.create_captures()),
+        }
+    }
+
+    fn names(&self) -> &[(usize, String)] {
+        match self {
+            GroupReader::OnePass { names, .. } | GroupReader::General { names, .. } => names,
+        }
+    }
+
+    /// Reads the groups over `span`, which this pattern is known to match, into `captures`.
+    fn read(&self, span: &Input<'_>, cache: Option<&mut onepass::Cache>, captures: &mut Captures) {
+        match (self, cache) {
+            (GroupReader::OnePass { dfa, .. }, Some(cache)) => {
+                // Fails only for a search configuration this module never makes; the line then
+                // carries its event without fields.
+                if dfa.try_search(cache, span, captures).is_err() {
+                    captures.set_pattern(None);
+                }
+            }
+            (GroupReader::OnePass { .. }, None) => captures.set_pattern(None),
+            (GroupReader::General { regex, .. }, _) => regex.search_captures(span, captures),
+        }
+    }
+}
+
+fn bytewise() -> regex_automata::util::syntax::Config {
+    regex_automata::util::syntax::Config::new()
+        .unicode(false)
+        .utf8(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matcher(patterns: &[&str]) -> EventMatcher {
+        EventMatcher::new(patterns).unwrap()
+    }
+
+    fn field<'a>(found: &'a (usize, BTreeMap<String, String>), name: &str) -> &'a str {
+        found.1.get(name).map_or("<absent>", String::as_str)
+    }
+
+    #[test]
+    fn the_earliest_match_in_the_line_wins_and_at_one_place_the_first_written() {
+        let events = matcher(&[
+            r"ERROR (?P<why>.*)",
+            r"\] (?P<tag>[A-Z]+) ",
+            r"\] ERROR code=(?P<code>\d+)",
+        ]);
+        // The second pattern starts earlier in the line than the first.
+        let found = events.matches("[ 1.000] ERROR code=7 disk full").unwrap();
+        assert_eq!((found.0, field(&found, "tag")), (1, "ERROR"));
+        // Two patterns at the same place: the one written first.
+        let events = matcher(&[r"\] ERROR (?P<why>.*)", r"\] ERROR code=(?P<code>\d+)"]);
+        let found = events.matches("[ 1.000] ERROR code=7 disk full").unwrap();
+        assert_eq!((found.0, field(&found, "why")), (0, "code=7 disk full"));
+        assert!(events.matches("[ 1.000] READY").is_none());
+    }
+
+    #[test]
+    fn groups_are_read_from_one_pass_and_from_backtracking_patterns() {
+        let events = matcher(&[
+            r"\] TXN sent mti=(?P<mti>\d{4}) stan=(?P<stan>\d{6})",
+            r"\] REVERSAL rejected stan=(?P<stan>\d{6}) (?P<why>.*) attempt=(?P<attempt>\d+)",
+            r"\] REFUSED (?:original=(?P<original>\d{6}) )?why=(?P<why>\w+)",
+        ]);
+        let sent = events
+            .matches("[ 2.5] TXN sent mti=0200 stan=000042 extra")
+            .unwrap();
+        assert_eq!(
+            (sent.0, field(&sent, "mti"), field(&sent, "stan")),
+            (0, "0200", "000042")
+        );
+        let rejected = events
+            .matches("[ 2.5] REVERSAL rejected stan=000042 rc=96 mac attempt=2/3")
+            .unwrap();
+        assert_eq!(
+            (field(&rejected, "why"), field(&rejected, "attempt")),
+            ("rc=96 mac", "2")
+        );
+        // An optional group that took no part is absent, not empty.
+        let refused = events.matches("[ 2.5] REFUSED why=busy").unwrap();
+        assert_eq!(
+            (field(&refused, "original"), field(&refused, "why")),
+            ("<absent>", "busy")
+        );
+    }
+
+    #[test]
+    fn lines_with_other_scripts_are_matched_without_splitting_a_character() {
+        let events = matcher(&[r"\] CARD read name=(?P<card>\S+)", r"签到 (?P<result>\S+)"]);
+        let card = events.matches("[ 3.1] CARD read name=银联卡 pan=6222").unwrap();
+        assert_eq!(field(&card, "card"), "银联卡");
+        let sign_on = events.matches("[ 3.1] 签到 成功").unwrap();
+        assert_eq!((sign_on.0, field(&sign_on, "result")), (1, "成功"));
+    }
+
+    #[test]
+    fn a_copy_matches_like_the_original() {
+        let events = matcher(&[r"\] STATUS stan=(?P<stan>\d{6})"]);
+        let copy = events.clone();
+        let line = "[ 9.9] STATUS stan=000777 batch=000001";
+        assert_eq!(copy.matches(line), events.matches(line));
+        assert_eq!(field(&copy.matches(line).unwrap(), "stan"), "000777");
+    }
+
+    #[test]
+    fn a_pattern_that_does_not_compile_is_named_by_its_index() {
+        let error = EventMatcher::new(&[r"\] OK", r"\] BAD (?P<x>"]).err().unwrap();
+        assert_eq!(error.0, 1, "{}", error.1);
+    }
+}
