@@ -162,18 +162,12 @@ impl Firing {
     }
 }
 
-/// NFA states up to which a console pattern gets a full DFA when armed.
-const CONSOLE_DFA_STATE_LIMIT: usize = 2_000;
-
-/// Memory a console pattern's full DFA may take.
-const CONSOLE_DFA_BYTES: usize = 8 << 20;
-
 struct Armed {
     id: u64,
     trigger: Trigger,
-    /// The console pattern compiled for the read path: a DFA built in full when the trigger is
-    /// armed (up to a size limit, beyond which a matcher with no DFA), never a lazily built one,
-    /// so the first match after a quiet spell costs no DFA construction.
+    /// The console pattern compiled for the read path: a matcher with no DFA at all (measured: a
+    /// DFA, lazily built or built in full when armed, makes the first match after a quiet spell
+    /// slower, by tens of microseconds).
     console: Option<regex_automata::meta::Regex>,
 }
 
@@ -181,13 +175,7 @@ impl Armed {
     fn new(id: u64, trigger: Trigger) -> Armed {
         let console = match &trigger.when {
             When::Console(regex) => regex_automata::meta::Regex::builder()
-                .configure(
-                    regex_automata::meta::Config::new()
-                        .hybrid(false)
-                        .dfa(true)
-                        .dfa_state_limit(Some(CONSOLE_DFA_STATE_LIMIT))
-                        .dfa_size_limit(Some(CONSOLE_DFA_BYTES)),
-                )
+                .configure(regex_automata::meta::Config::new().hybrid(false).dfa(false))
                 .build(regex.as_str())
                 .ok(),
             _ => None,
