@@ -541,3 +541,100 @@ fn bad_rig_names_and_interface_names_are_refused_before_nft_runs() {
         "{bad_interface}"
     );
 }
+
+/// Runs `job` on a thread that has dropped root (the raw system call, unlike libc's setresuid,
+/// leaves the other threads alone); processes and threads it starts inherit nobody's credentials.
+fn as_nobody<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            // SAFETY: plain system call on integers; this thread ends right after the job.
+            let changed = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
+            assert_eq!(changed, 0, "this thread drops root");
+        }
+        job()
+    })
+    .join()
+    .expect("the unprivileged thread finishes")
+}
+
+#[test]
+fn without_privilege_both_backends_say_to_run_as_root() {
+    let link_refusal = as_nobody(|| {
+        let config = NetlinkLinkConfig {
+            interface: "lo".to_string(),
+            namespace: None,
+        };
+        NetlinkLink::open(&config).expect_err("setting an interface up needs CAP_NET_ADMIN")
+    });
+    let message = link_refusal.to_string();
+    assert!(
+        message.contains("setting lo up") && message.contains("run the rig as root"),
+        "{message}"
+    );
+
+    let nft_refusal = as_nobody(|| {
+        let config = NftablesConfig {
+            interface: "eth1".to_string(),
+            namespace: None,
+        };
+        NftablesImpairment::new("ln-nopriv", &config).expect_err("nftables needs CAP_NET_ADMIN")
+    });
+    let message = nft_refusal.to_string();
+    assert!(
+        message.contains("nft refused") && message.contains("run the rig as root"),
+        "{message}"
+    );
+}
+
+/// Runs `ip -n <namespace> <arguments>` and checks it succeeded.
+fn ip_in(link: &NetnsLink, arguments: &[&str]) {
+    let output = Command::new("ip")
+        .args(["-n", link.namespace_name()])
+        .args(arguments)
+        .output()
+        .expect("ip runs");
+    assert!(
+        output.status.success(),
+        "ip {arguments:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_replugged_interface_is_found_again_and_an_unplugged_one_is_named() {
+    skip_unless_root!();
+    let namespace = terminal_namespace("lnplug", 8);
+    ip_in(
+        &namespace,
+        &[
+            "link", "add", "usbeth0", "type", "veth", "peer", "name", "usbeth0p",
+        ],
+    );
+    let config = NetlinkLinkConfig {
+        interface: "usbeth0".to_string(),
+        namespace: Some(namespace.namespace_name().to_string()),
+    };
+    let link = NetlinkLink::open(&config).expect("the link opens");
+    assert!(admin_up_in(&namespace, "usbeth0"));
+
+    // Unplugged and plugged back in: the same name under a new index, down.
+    ip_in(&namespace, &["link", "del", "usbeth0"]);
+    ip_in(
+        &namespace,
+        &[
+            "link", "add", "usbeth0", "type", "veth", "peer", "name", "usbeth0p",
+        ],
+    );
+    assert!(!link.is_up().expect("the new interface's state is read"));
+    link.up().expect("the new interface comes up");
+    assert!(admin_up_in(&namespace, "usbeth0"));
+    link.down().expect("the new interface goes down");
+    assert!(!admin_up_in(&namespace, "usbeth0"));
+
+    ip_in(&namespace, &["link", "del", "usbeth0"]);
+    let message = link.up().expect_err("the adapter is unplugged").to_string();
+    assert!(message.contains("link (netlink usbeth0): up failed"), "{message}");
+    assert!(message.contains("no interface \"usbeth0\""), "{message}");
+    assert!(message.contains(namespace.terminal_interface()), "{message}");
+}

@@ -104,13 +104,12 @@ impl NetlinkLink {
                 Ok(index)
             })
             .map_err(failure)?;
-        let link = NetlinkLink {
+        Ok(NetlinkLink {
             interface: config.interface.clone(),
             namespace,
             index: Arc::new(AtomicU32::new(index)),
             worker,
-        };
-        Ok(link)
+        })
     }
 
     /// The interface this link switches.

@@ -115,18 +115,23 @@ impl NftablesImpairment {
         let capability = format!("network impairment (nftables {table} on {})", config.interface);
         validate_interface_name(&config.interface)
             .map_err(|reason| RigError::actuator(&capability, "start", reason))?;
-        let impairment = NftablesImpairment {
+        let namespace = config.namespace.as_deref().map(namespace_path);
+        let removal = script(&table, &config.interface, &Rules::default());
+        run_inside(namespace.as_deref(), move || run_nft(&removal)).map_err(|reason| {
+            RigError::actuator(
+                &capability,
+                "start",
+                format!("removing a left-over table: {reason}"),
+            )
+        })?;
+        Ok(NftablesImpairment {
             table,
             interface: config.interface.clone(),
-            namespace: config.namespace.as_deref().map(namespace_path),
+            namespace,
             capability,
             rules: Mutex::new(Rules::default()),
             next_mark: Mutex::new(first_mark()),
-        };
-        impairment
-            .install(&Rules::default())
-            .map_err(|reason| impairment.failure("start", format!("removing a left-over table: {reason}")))?;
-        Ok(impairment)
+        })
     }
 
     /// The table's name, `posrig_<rig>` (in the `inet` family).
@@ -412,6 +417,17 @@ mod tests {
         assert_eq!(following_mark(u32::MAX), 1);
         assert_eq!(following_mark(41), 42);
         assert_ne!(first_mark(), 0);
+    }
+
+    #[test]
+    fn config_refuses_unknown_fields() {
+        let config: NftablesConfig =
+            toml::from_str("interface = \"eth1\"\nnamespace = \"lab\"").expect("parses");
+        assert_eq!(config.interface, "eth1");
+        assert_eq!(config.namespace.as_deref(), Some("lab"));
+        let error =
+            toml::from_str::<NftablesConfig>("interface = \"eth1\"\ndelay = 3").expect_err("unknown field");
+        assert!(error.to_string().contains("delay"), "{error}");
     }
 
     #[test]
