@@ -31,7 +31,6 @@
 //! lab network. Several links living at once on one machine need distinct subnets.
 
 use std::fs::File;
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
@@ -40,7 +39,6 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage, State};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, NetworkNamespace};
 use serde::{Deserialize, Serialize};
@@ -48,6 +46,9 @@ use tokio::sync::mpsc as async_mpsc;
 
 use crate::capability::Link;
 use crate::error::{Result, RigError};
+use crate::linux::netlink::{
+    describe, find_link, get_link, is_errno, link_name, run_netlink_job, set_link_up,
+};
 
 /// The longest tag [`NetnsLink::create`] accepts: interface names are at most 15 characters
 /// (IFNAMESIZ less the terminating NUL), and the tag sits between `prg` and a one-letter suffix.
@@ -706,107 +707,6 @@ async fn remove_namespace(
         };
         format!("removing the namespace {}: {cause}", names.namespace)
     })
-}
-
-/// Runs a netlink job on a short-lived thread with its own runtime and connection, inside the
-/// namespace at `namespace` when given (the netlink socket belongs to the namespace its thread
-/// is in when it is opened). Safe to call from inside an async runtime.
-fn run_netlink_job<T, Job, JobFuture>(namespace: Option<PathBuf>, job: Job) -> std::result::Result<T, String>
-where
-    T: Send + 'static,
-    Job: FnOnce(Handle) -> JobFuture + Send + 'static,
-    JobFuture: Future<Output = std::result::Result<T, String>>,
-{
-    let helper = thread::Builder::new()
-        .name("posrig-netlink".to_string())
-        .spawn(move || {
-            if let Some(path) = namespace {
-                let file =
-                    File::open(&path).map_err(|error| format!("opening {}: {error}", path.display()))?;
-                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(|error| format!("entering {}: {error}", path.display()))?;
-            }
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|error| format!("could not start a netlink runtime: {error}"))?;
-            runtime.block_on(async move {
-                let (connection, handle, _) = rtnetlink::new_connection()
-                    .map_err(|error| format!("could not open a netlink socket: {error}"))?;
-                let connection_task = tokio::spawn(connection);
-                let outcome = job(handle).await;
-                connection_task.abort();
-                outcome
-            })
-        })
-        .map_err(|error| format!("could not start a netlink helper thread: {error}"))?;
-    helper
-        .join()
-        .unwrap_or_else(|_| Err("the netlink helper thread panicked".to_string()))
-}
-
-/// Looks up a link by name; `None` when there is none.
-async fn find_link(
-    handle: &Handle,
-    name: &str,
-) -> std::result::Result<Option<LinkMessage>, rtnetlink::Error> {
-    match handle
-        .link()
-        .get()
-        .match_name(name.to_string())
-        .execute()
-        .try_next()
-        .await
-    {
-        Err(error) if is_errno(&error, libc::ENODEV) => Ok(None),
-        other => other,
-    }
-}
-
-/// Reads a link by index.
-async fn get_link(handle: &Handle, index: u32) -> std::result::Result<LinkMessage, rtnetlink::Error> {
-    handle
-        .link()
-        .get()
-        .match_index(index)
-        .execute()
-        .try_next()
-        .await?
-        .ok_or_else(|| rtnetlink::Error::NamespaceError(format!("the kernel returned no link {index}")))
-}
-
-/// Sets a link administratively up or down (`ip link set DEV up|down`).
-async fn set_link_up(handle: &Handle, index: u32, up: bool) -> std::result::Result<(), rtnetlink::Error> {
-    let builder = LinkUnspec::new_with_index(index);
-    let message = if up { builder.up() } else { builder.down() }.build();
-    handle.link().change(message).execute().await
-}
-
-fn link_name(link: &LinkMessage) -> Option<&str> {
-    link.attributes.iter().find_map(|attribute| match attribute {
-        LinkAttribute::IfName(name) => Some(name.as_str()),
-        _ => None,
-    })
-}
-
-/// True when the kernel answered with this errno.
-fn is_errno(error: &rtnetlink::Error, errno: i32) -> bool {
-    matches!(error, rtnetlink::Error::NetlinkError(message) if message.raw_code() == -errno)
-}
-
-/// "`doing`: what the kernel said", with a hint when the kernel refused for lack of privilege.
-fn describe(doing: &str, error: &rtnetlink::Error) -> String {
-    let said = match error {
-        rtnetlink::Error::NetlinkError(message) => message.to_io().to_string(),
-        other => other.to_string(),
-    };
-    if is_errno(error, libc::EPERM) || is_errno(error, libc::EACCES) {
-        format!(
-            "{doing}: {said}; run the rig as root, or use the proxy link backend, which needs no privilege"
-        )
-    } else {
-        format!("{doing}: {said}")
-    }
 }
 
 /// The failure of a request on the rig-side end, naming the usual cause when it is gone.
