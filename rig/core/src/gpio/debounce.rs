@@ -74,12 +74,8 @@ impl Debouncer {
 /// How a wait for an input ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
-    /// The input read the wanted state for the debounce time; `after` is from the start of the
-    /// wait to the moment it first read that state.
-    Confirmed {
-        /// Time to the first reading of the state that then held.
-        after: Duration,
-    },
+    /// The input read the wanted state for the debounce time.
+    Confirmed,
     /// The timeout passed first; `last_active` is the last reading.
     TimedOut {
         /// The last reading.
@@ -95,10 +91,8 @@ pub fn wait_for(input: &Input, want_active: bool, debounce: Duration, timeout: D
     loop {
         let active = input.is_active()?;
         let t_ns = now_ns();
-        if let Some(edge) = debouncer.feed(active, t_ns) {
-            return Ok(Wait::Confirmed {
-                after: Duration::from_nanos(edge.since_ns.saturating_sub(start)),
-            });
+        if debouncer.feed(active, t_ns).is_some() {
+            return Ok(Wait::Confirmed);
         }
         if t_ns.saturating_sub(start) >= timeout_ns {
             return Ok(Wait::TimedOut { last_active: active });

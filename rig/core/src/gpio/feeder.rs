@@ -95,7 +95,7 @@ impl CardSensor {
             attempt(n)?;
             let input = self.input();
             match wait_for(&input, want_present, self.debounce, self.timeout)? {
-                Wait::Confirmed { .. } => return Ok(()),
+                Wait::Confirmed => return Ok(()),
                 Wait::TimedOut { last_active } => last = last_active,
             }
         }

@@ -103,7 +103,7 @@ impl GpioRelay {
         let failure = {
             let input = input.lock().expect("read-back lock");
             match wait_for(&input, on, Duration::ZERO, *timeout) {
-                Ok(Wait::Confirmed { .. }) => return Ok(()),
+                Ok(Wait::Confirmed) => return Ok(()),
                 Ok(Wait::TimedOut { last_active }) => {
                     mismatch(pin, on, &input, last_active, self.settle + *timeout)
                 }
