@@ -4,6 +4,7 @@
 
 pub mod capability;
 pub mod error;
+pub mod gpio;
 pub mod linux;
 pub mod profile;
 pub mod timeline;
