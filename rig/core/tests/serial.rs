@@ -233,6 +233,54 @@ fn lines_arrive_in_order_time_stamped_when_read() {
     );
 }
 
+/// The line settings of the PTY, read through its master (which reports the slave's).
+fn line_settings(master: &TTYPort) -> libc::termios2 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: termios2 is plain data that TCGETS2 fills.
+    let mut settings: libc::termios2 = unsafe { std::mem::zeroed() };
+    // SAFETY: TCGETS2 writes one termios2 through the pointer, which is valid.
+    let done = unsafe { libc::ioctl(master.as_raw_fd(), libc::TCGETS2, &mut settings) };
+    assert_eq!(done, 0, "TCGETS2: {}", std::io::Error::last_os_error());
+    settings
+}
+
+#[test]
+fn the_port_gets_its_configured_line_settings() {
+    let folder = DeviceFolder::new("settings");
+    let master = folder.plug();
+    let seven_even_two = SerialSettings {
+        baud: 9600,
+        data_bits: 7,
+        parity: Parity::Even,
+        stop_bits: 2,
+        flow_control: FlowControl::Hardware,
+        ..SerialSettings::new(folder.link())
+    };
+    let (console, _) = open(&seven_even_two);
+    let applied = line_settings(&master);
+    assert_eq!((applied.c_ispeed, applied.c_ospeed), (9600, 9600), "the speed");
+    // A PTY keeps stop bits and flow control, but Linux forces it to 8 data bits without
+    // parity (pty_set_termios), so those two cannot be seen here.
+    let flags = applied.c_cflag;
+    assert_ne!(flags & libc::CSTOPB, 0, "2 stop bits");
+    assert_ne!(flags & libc::CRTSCTS, 0, "RTS/CTS flow control");
+    drop(console);
+
+    let (_console, _) = open(&settings(&folder.link(), 200));
+    let applied = line_settings(&master);
+    assert_eq!(
+        (applied.c_ispeed, applied.c_ospeed),
+        (115_200, 115_200),
+        "the speed"
+    );
+    let flags = applied.c_cflag;
+    assert_eq!(
+        flags & (libc::CSTOPB | libc::CRTSCTS),
+        0,
+        "1 stop bit, no flow control"
+    );
+}
+
 #[test]
 fn an_unplugged_adapter_is_a_gap_and_the_console_resumes_when_it_is_back() {
     let folder = DeviceFolder::new("replug");
