@@ -9,7 +9,7 @@ use std::time::Duration;
 use posrig_core::actuators::{Action, Actuators, Capabilities};
 use posrig_core::capability::{ConsoleLine, LineSink, PowerSwitch};
 use posrig_core::profile::Profile;
-use posrig_core::serial::SerialConsole;
+use posrig_core::serial::{SerialConsole, SerialSettings};
 use posrig_core::sim::power::{SimPower, TerminalCommand};
 use posrig_core::timeline::Timeline;
 use posrig_core::trigger::{Trigger, TriggerEngine, When};
@@ -44,7 +44,11 @@ fn engine(capabilities: Capabilities) -> Arc<TriggerEngine> {
 /// rig loads its profile for its one console, so each console here gets a copy no other thread
 /// has used.
 fn console(path: &str, profile: &Profile, sink: Arc<dyn LineSink>) -> Result<SerialConsole, String> {
-    SerialConsole::open(path, profile.console.baud, Arc::new(profile.clone()), sink)
+    let settings = SerialSettings {
+        baud: profile.console.baud,
+        ..SerialSettings::new(path)
+    };
+    SerialConsole::open(&settings, Arc::new(profile.clone()), sink)
         .map_err(|e| format!("posrig cannot open {path}: {e}"))
 }
 

@@ -22,6 +22,13 @@ pub trait LineSink: Send + Sync {
     fn raw(&self, _text: &str, _t_ns: u64) {}
     /// The line with its canonical event.
     fn line(&self, line: &ConsoleLine);
+    /// The console's `device` vanished at `t_ns` (adapter unplugged, hang-up, read error): no
+    /// lines come until [`LineSink::resumed`]. `reason` says why and, when the device went in
+    /// the middle of a line, ends with `; unfinished line: ` and that line's text, which is not
+    /// delivered as a line.
+    fn gap(&self, _t_ns: u64, _device: &str, _reason: &str) {}
+    /// The console's `device` is back at `t_ns`, reopened with its settings; lines follow again.
+    fn resumed(&self, _t_ns: u64, _device: &str) {}
 }
 
 impl<F: Fn(&ConsoleLine) + Send + Sync> LineSink for F {

@@ -1,0 +1,312 @@
+//! The serial console: a serial device read through tokio-serial on a thread of its own — the
+//! same code for a USB UART on the Pi and for the PTY of the simulated terminal. Each complete
+//! line is time-stamped and handed to the [`LineSink`] right there in the read path — raw first,
+//! then parsed with the terminal profile: no channel, no task hop between the byte arriving and a
+//! trigger firing.
+//!
+//! A serial port can vanish (a USB adapter pulled out, a PTY whose other end closed). The reader
+//! then reports a gap to the sink, tries to reopen the device path every
+//! [`SerialSettings::reconnect_ms`] and, once it is back, reports that it resumed and delivers
+//! lines again; the console stays valid throughout. A line left unfinished when the device
+//! vanished is neither delivered nor glued to the next line: its text ends the gap's reason, so
+//! the record keeps it, while triggers and the profile never see a truncated line.
+
+mod settings;
+
+pub use settings::{FlowControl, Parity, SerialSettings, SettingProblem};
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::oneshot;
+use tokio_serial::{SerialPort, SerialStream};
+
+use crate::capability::{Console, ConsoleLine, LineSink};
+use crate::error::{Result, RigError};
+use crate::profile::Profile;
+use crate::timeline::now_ns;
+
+/// A console being read.
+pub struct SerialConsole {
+    device: String,
+    /// The descriptor commands are written to; none while the device is gone.
+    writer: Arc<Mutex<Option<File>>>,
+    stop: Option<oneshot::Sender<()>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+/// Which serial device to read.
+enum Device {
+    /// A fresh PTY pair: the rig reads the master, the terminal opens the slave.
+    Pty,
+    /// A serial port by path, reopened whenever it vanishes.
+    Port(SerialSettings),
+}
+
+/// What the reading thread hands back once the device is open: its name.
+type Opened = Result<String>;
+
+impl SerialConsole {
+    /// Creates a PTY pair and reads its master end; the terminal opens [`Console::device`]. The
+    /// slave end stays open as long as the console, so the PTY survives the terminal's power
+    /// cycles.
+    pub fn pty(profile: Arc<Profile>, sink: Arc<dyn LineSink>) -> Result<SerialConsole> {
+        SerialConsole::start(Device::Pty, profile, sink)
+    }
+
+    /// Opens the serial port `settings` describe and reads it. Fails at once, naming the
+    /// device, when a setting is wrong or the device is not there; once open, the console
+    /// rides out the device vanishing and coming back (see the module documentation).
+    pub fn open(
+        settings: &SerialSettings,
+        profile: Arc<Profile>,
+        sink: Arc<dyn LineSink>,
+    ) -> Result<SerialConsole> {
+        let problems = settings.validate();
+        if !problems.is_empty() {
+            let sentences: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            return Err(RigError::Other(format!(
+                "the serial port {} is misconfigured: {}",
+                settings.device,
+                sentences.join("; ")
+            )));
+        }
+        SerialConsole::start(Device::Port(settings.clone()), profile, sink)
+    }
+
+    /// Starts the reading thread, which opens the device inside its own runtime (tokio-serial
+    /// registers the device with the runtime that opens it).
+    fn start(device: Device, profile: Arc<Profile>, sink: Arc<dyn LineSink>) -> Result<SerialConsole> {
+        let (opened_tx, opened_rx) = std::sync::mpsc::channel::<Opened>();
+        let (stop, stopped) = oneshot::channel();
+        let writer = Arc::new(Mutex::new(None));
+        let reader_writer = writer.clone();
+        let reader = std::thread::Builder::new()
+            .name("console reader".into())
+            .spawn(move || read_device(device, profile, sink, reader_writer, opened_tx, stopped))
+            .map_err(|e| RigError::io("starting the console reader", e))?;
+        let device = opened_rx
+            .recv()
+            .map_err(|_| RigError::Other("the console reader stopped before opening its device".into()))??;
+        Ok(SerialConsole {
+            device,
+            writer,
+            stop: Some(stop),
+            reader: Some(reader),
+        })
+    }
+}
+
+/// A device open for reading, with a second descriptor for writing.
+struct OpenDevice {
+    /// The stream the reader reads.
+    port: SerialStream,
+    /// A duplicate descriptor, so commands never wait for the reader.
+    writer: File,
+}
+
+/// Creates a PTY pair: the master to read, the slave's name, and the slave to keep open.
+fn open_pty() -> Result<(OpenDevice, String, SerialStream)> {
+    let (master, slave) =
+        SerialStream::pair().map_err(|e| RigError::Other(format!("cannot create a PTY: {e}")))?;
+    let name = slave
+        .name()
+        .ok_or_else(|| RigError::Other("the PTY has no device name".into()))?;
+    let writer = duplicate(&master, &name)?;
+    Ok((OpenDevice { port: master, writer }, name, slave))
+}
+
+/// Opens the serial port `settings` describe, in the calling runtime.
+fn open_port(settings: &SerialSettings) -> Result<OpenDevice> {
+    let path = &settings.device;
+    let port = SerialStream::open(&settings.builder()).map_err(|e| match e.kind() {
+        tokio_serial::ErrorKind::Io(std::io::ErrorKind::NotFound) => {
+            RigError::Other(format!("no serial device {path}: is the adapter plugged in?"))
+        }
+        _ => RigError::Other(format!("cannot open the serial device {path}: {e}")),
+    })?;
+    let writer = duplicate(&port, path)?;
+    Ok(OpenDevice { port, writer })
+}
+
+/// A second descriptor on `port`, for writing.
+fn duplicate(port: &SerialStream, name: &str) -> Result<File> {
+    // SAFETY: dup returns a new descriptor we own, or -1, which is checked.
+    let duplicate = unsafe { libc::dup(port.as_raw_fd()) };
+    if duplicate < 0 {
+        return Err(RigError::io(
+            format!("duplicating the console {name}"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: `duplicate` is a valid descriptor nobody else owns.
+    Ok(unsafe { File::from_raw_fd(duplicate) })
+}
+
+/// The writing slot, whatever a panicking holder left in it.
+fn lock(writer: &Mutex<Option<File>>) -> MutexGuard<'_, Option<File>> {
+    writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Console for SerialConsole {
+    fn write(&self, bytes: &[u8]) -> Result<()> {
+        match lock(&self.writer).as_mut() {
+            Some(writer) => writer
+                .write_all(bytes)
+                .map_err(|e| RigError::io(format!("writing to the console {}", self.device), e)),
+            None => Err(RigError::Other(format!(
+                "cannot write to the console {}: the device is gone (adapter unplugged?); the rig \
+                 reopens it as soon as it is back",
+                self.device
+            ))),
+        }
+    }
+
+    fn device(&self) -> String {
+        self.device.clone()
+    }
+}
+
+impl Drop for SerialConsole {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// The reading thread: a single-threaded runtime that opens the device, reports it open, then
+/// wakes on bytes, splits lines and calls the sink for each, until told to stop. A port that
+/// vanishes is reopened; a PTY master is read again after a pause.
+fn read_device(
+    device: Device,
+    profile: Arc<Profile>,
+    sink: Arc<dyn LineSink>,
+    writer: Arc<Mutex<Option<File>>>,
+    opened: std::sync::mpsc::Sender<Opened>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = opened.send(Err(RigError::io("starting the console reader's runtime", e)));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let open = match &device {
+            Device::Pty => open_pty().map(|(open, name, slave)| (open, name, Some(slave))),
+            Device::Port(settings) => open_port(settings).map(|open| (open, settings.device.clone(), None)),
+        };
+        let (
+            OpenDevice {
+                mut port,
+                writer: writing,
+            },
+            name,
+            _slave,
+        ) = match open {
+            Ok(open) => open,
+            Err(e) => {
+                let _ = opened.send(Err(e));
+                return;
+            }
+        };
+        *lock(&writer) = Some(writing);
+        if opened.send(Ok(name.clone())).is_err() {
+            return;
+        }
+        let mut pending: Vec<u8> = Vec::with_capacity(4096);
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            let read = tokio::select! {
+                read = AsyncReadExt::read(&mut port, &mut chunk) => read,
+                _ = &mut stopped => return,
+            };
+            let t_ns = now_ns();
+            let read = match read {
+                Ok(n) if n > 0 => {
+                    deliver(&chunk[..n], &mut pending, t_ns, &profile, &sink);
+                    continue;
+                }
+                read => read,
+            };
+            let Device::Port(settings) = &device else {
+                // Nothing, or EIO while the terminal has the PTY's slave closed: read again.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            };
+            *lock(&writer) = None;
+            drop(port);
+            let mut reason = match read {
+                Ok(_) => "the device hung up".to_string(),
+                Err(e) => format!("reading failed: {e}"),
+            };
+            if !pending.is_empty() {
+                let unfinished = String::from_utf8_lossy(&pending);
+                reason.push_str(&format!(
+                    "; unfinished line: {}",
+                    unfinished.trim_end_matches('\r')
+                ));
+                pending.clear();
+            }
+            sink.gap(t_ns, &name, &reason);
+            let Some(back) = reopen(settings, &mut stopped).await else {
+                return;
+            };
+            port = back.port;
+            *lock(&writer) = Some(back.writer);
+            sink.resumed(now_ns(), &name);
+        }
+    });
+}
+
+/// Tries to open the port every `settings.reconnect_ms` until it opens, or gives up (`None`)
+/// as soon as the console is stopped.
+async fn reopen(settings: &SerialSettings, stopped: &mut oneshot::Receiver<()>) -> Option<OpenDevice> {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(settings.reconnect()) => {}
+            _ = &mut *stopped => return None,
+        }
+        if let Ok(open) = open_port(settings) {
+            return Some(open);
+        }
+    }
+}
+
+/// Splits `bytes` into lines (carrying a partial line over in `pending`) and hands each to `sink`.
+fn deliver(bytes: &[u8], pending: &mut Vec<u8>, t_ns: u64, profile: &Profile, sink: &Arc<dyn LineSink>) {
+    let mut rest = bytes;
+    while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        let line = if pending.is_empty() {
+            &rest[..end]
+        } else {
+            pending.extend_from_slice(&rest[..end]);
+            &pending[..]
+        };
+        let text = match std::str::from_utf8(line) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(line),
+        };
+        let text = text.trim_end_matches('\r');
+        sink.raw(text, t_ns);
+        let event = profile.parse(text);
+        sink.line(&ConsoleLine {
+            t_ns,
+            text: text.to_string(),
+            event,
+        });
+        pending.clear();
+        rest = &rest[end + 1..];
+    }
+    pending.extend_from_slice(rest);
+}
