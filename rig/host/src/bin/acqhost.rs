@@ -84,7 +84,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     let host = Host::start_with_mode(config, mode)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?;
+        .map_err(|e| format!("cannot start the host on {}: {e}", cli.listen))?;
     let control_listener = tokio::net::TcpListener::bind(cli.control)
         .await
         .map_err(|e| format!("cannot listen for control on {}: {e}", cli.control))?;
@@ -112,7 +112,7 @@ async fn run(cli: Cli) -> Result<(), String> {
 async fn resolve(upstream: &str) -> Result<SocketAddr, String> {
     let mut addresses = tokio::net::lookup_host(upstream)
         .await
-        .map_err(|e| format!("--upstream {upstream:?}: not a reachable HOST:PORT: {e}"))?;
+        .map_err(|e| format!("--upstream {upstream:?}: cannot resolve it as HOST:PORT: {e}"))?;
     addresses
         .next()
         .ok_or_else(|| format!("--upstream {upstream:?}: the name resolves to no address"))
