@@ -104,7 +104,7 @@ impl Acquirer {
         };
         let needs_mac = !codec.spec().is_mac_exempt(&request.mti);
         let (reply, note) = if needs_mac && mac_ok != Some(true) {
-            let mut reply = self.reply_to(request);
+            let mut reply = reply_to(request);
             reply.set(39, code::MAC_ERROR);
             (
                 reply,
@@ -137,14 +137,46 @@ impl Acquirer {
         }
     }
 
-    fn reply_to(&self, request: &Message) -> Message {
-        let mut reply = request.reply();
-        for n in [2, 3, 4, 11, 25, 41, 42, 49, 60, 61] {
-            if let Some(value) = request.fields.get(&n) {
-                reply.set(n, value.clone());
-            }
+    /// Books what a real acquirer's `reply` to `request` shows on the wire (proxy mode): its
+    /// response code (39) stands for the host's decision and is booked by the same rules as the
+    /// simulator's own decisions, with the reply's RRN (37) and auth code (38) on approvals;
+    /// an A0 (MAC error) books nothing, as in the simulator. Rules are not consulted (the proxy applied them on the way). Returns what was booked.
+    pub fn book_observed(&mut self, codec: &Codec, request: &Message, reply: &Message, t_ns: u64) -> String {
+        let Some(kind) = Kind::of(&request.mti, request.text(3)) else {
+            return format!("MTI {} is not booked", request.mti);
+        };
+        let Some(code) = reply.text(39) else {
+            return format!("{} without a response code (39): nothing booked", reply.mti);
+        };
+        if code == code::MAC_ERROR {
+            return format!(
+                "{} {code}: the host found the MAC wrong, nothing booked",
+                reply.mti
+            );
         }
-        reply
+        let ctx = Request {
+            codec,
+            message: request,
+            forced: Some(code.to_string()),
+            t_ns,
+        };
+        let (_, note) = match kind {
+            Kind::Signon => self.signon(&ctx),
+            Kind::Sale => self.sale(&ctx),
+            Kind::Void => self.void(&ctx),
+            Kind::Reversal => self.reversal(&ctx),
+            Kind::Settlement => self.settle(&ctx),
+        };
+        if let Some(entry) = ctx
+            .financial_key()
+            .filter(|_| matches!(kind, Kind::Sale | Kind::Void))
+            .and_then(|(key, _)| self.ledger.entry_mut(&key))
+            .filter(|entry| entry.approved())
+        {
+            entry.rrn = reply.text(37).unwrap_or_default().to_string();
+            entry.auth_code = reply.text(38).unwrap_or_default().to_string();
+        }
+        note
     }
 
     fn next_reference(&mut self) -> (String, String) {
@@ -160,13 +192,13 @@ impl Acquirer {
         if code == code::APPROVED {
             *self.ledger.signons.entry(tid.clone()).or_default() += 1;
         }
-        let mut reply = self.reply_to(ctx.message);
+        let mut reply = reply_to(ctx.message);
         reply.set(39, code.as_str());
         (reply, format!("sign-on of {tid}: {code}"))
     }
 
     fn sale(&mut self, ctx: &Request<'_>) -> (Message, String) {
-        let mut reply = self.reply_to(ctx.message);
+        let mut reply = reply_to(ctx.message);
         let Some((key, amount)) = ctx.financial_key() else {
             reply.set(39, code::FORMAT_ERROR);
             return (reply, "sale lacks 4, 11, 41 or 60.2: answered 30".into());
@@ -212,7 +244,7 @@ impl Acquirer {
     }
 
     fn void(&mut self, ctx: &Request<'_>) -> (Message, String) {
-        let mut reply = self.reply_to(ctx.message);
+        let mut reply = reply_to(ctx.message);
         let original = ctx.codec.part(ctx.message, 61, 2).map(str::to_string);
         let (Some((key, amount)), Some(original_stan)) = (ctx.financial_key(), original) else {
             reply.set(39, code::FORMAT_ERROR);
@@ -303,7 +335,7 @@ impl Acquirer {
     }
 
     fn reversal(&mut self, ctx: &Request<'_>) -> (Message, String) {
-        let mut reply = self.reply_to(ctx.message);
+        let mut reply = reply_to(ctx.message);
         let Some((key, _)) = ctx.financial_key() else {
             reply.set(39, code::FORMAT_ERROR);
             return (reply, "reversal lacks 4, 11, 41 or 60.2: answered 30".into());
@@ -321,10 +353,7 @@ impl Acquirer {
         entry.reversal_requests += 1;
         if let Some(code) = ctx.forced.clone().filter(|c| c != code::APPROVED) {
             reply.set(39, code.as_str());
-            let note = format!(
-                "reversal {} ({reason}) answered {code} by rule, nothing booked",
-                key.stan
-            );
+            let note = format!("reversal {} ({reason}) answered {code}, nothing booked", key.stan);
             return (reply, note);
         }
         let idempotent = self.settings.idempotent_reversals;
@@ -365,7 +394,7 @@ impl Acquirer {
     }
 
     fn settle(&mut self, ctx: &Request<'_>) -> (Message, String) {
-        let mut reply = self.reply_to(ctx.message);
+        let mut reply = reply_to(ctx.message);
         let tid = ctx.message.text(41).unwrap_or_default().to_string();
         let batch = ctx.codec.part(ctx.message, 60, 2).unwrap_or_default().to_string();
         let Some(terminal_totals) = ctx.message.text(63).and_then(parse_totals) else {
@@ -398,6 +427,17 @@ impl Acquirer {
         self.ledger.settlements.push(settlement);
         (reply, note)
     }
+}
+
+/// A reply skeleton for `request`: reply MTI, swapped TPDU, and the fields a host echoes.
+pub(crate) fn reply_to(request: &Message) -> Message {
+    let mut reply = request.reply();
+    for n in [2, 3, 4, 11, 25, 41, 42, 49, 60, 61] {
+        if let Some(value) = request.fields.get(&n) {
+            reply.set(n, value.clone());
+        }
+    }
+    reply
 }
 
 /// A request being decided, with what every decision needs.

@@ -25,7 +25,7 @@ use crate::server::Host;
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    /// Address, settings, rules and journal length.
+    /// Address, mode, settings, rules and journal length.
     Status,
     /// Add a fault rule.
     AddRule {
@@ -34,7 +34,8 @@ pub enum Request {
     },
     /// Remove every rule.
     ClearRules,
-    /// Replace the settings (absent keys take their defaults).
+    /// Replace the settings (absent keys take their defaults); refused when the mode cannot
+    /// honour them.
     Settings {
         /// The new settings.
         settings: Settings,
@@ -94,6 +95,7 @@ pub fn answer(host: &Host, request: Request) -> Result<Value, String> {
     Ok(match request {
         Request::Status => json!({
             "listen": host.addr().to_string(),
+            "mode": host.mode(),
             "settings": host.settings(),
             "rules": host.rules(),
             "journal_next": host.journal_next(),
@@ -107,7 +109,7 @@ pub fn answer(host: &Host, request: Request) -> Result<Value, String> {
             json!([])
         }
         Request::Settings { settings } => {
-            host.set_settings(settings);
+            host.set_settings(settings)?;
             json!(settings)
         }
         Request::Ledger => json!(host.ledger()),

@@ -14,7 +14,8 @@ pub enum Direction {
     In,
     /// Sent to a terminal.
     Out,
-    /// A connection event (accepted, closed, reset) or a frame that did not decode.
+    /// A connection event (accepted, closed, reset), a frame that did not decode, or (in proxy
+    /// mode) an upstream reply a rule kept from the terminal, with its decoded fields.
     Event,
 }
 

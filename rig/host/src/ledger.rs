@@ -1,5 +1,10 @@
 //! The host's ledger: every financial request it processed, keyed by terminal, batch and STAN, with
 //! the money it moved. Net effects are what the oracle compares with the terminal's records.
+//!
+//! In proxy mode the same ledger is an observation, not the real host's books: each reply of the
+//! real host is booked by the simulator's rules (0210 approved = posting, void 0210 approved =
+//! posting back, 0410 00 = reversal applied once, 0510 = settlement compared with the observed
+//! totals), so it says what the acquirer booked as far as the wire shows.
 
 use std::collections::BTreeMap;
 

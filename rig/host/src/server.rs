@@ -1,25 +1,81 @@
-//! The TCP side of the host: accepts terminals, frames and decodes requests, lets the acquirer
-//! decide, applies the delivery knobs, and journals every byte on the rig's clock.
+//! The TCP side of the host: accepts terminals and, in simulator mode, frames and decodes their
+//! requests, lets the acquirer decide and delivers the replies under the knobs (in proxy mode the
+//! [`proxy`](crate::proxy) module serves each connection instead); journals every byte on the
+//! rig's clock.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use posrig_iso8583::{Codec, MacKey, Message};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use posrig_iso8583::{Codec, MacKey};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{broadcast, watch, Notify};
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::acquirer::{Acquirer, Settings};
 use crate::clock::monotonic_ns;
+use crate::delivery::{self, Connection, Reply};
 use crate::journal::{Direction, Journal, JournalEntry};
-use crate::knobs::{Action, AlteredField, Rule};
+use crate::knobs::{Action, Rule};
 use crate::ledger::Ledger;
+use crate::proxy;
 
-/// What the host needs to start.
+/// What the host is: the acquirer simulator, or a proxy in front of a real acquirer test host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The host decides every request itself and keeps its own books.
+    #[default]
+    Simulator,
+    /// The host forwards every terminal connection to `upstream`, one upstream connection per
+    /// terminal connection, journals both directions, and applies the fault knobs on the way.
+    /// Its ledger is an observation: what the real host approved as far as the wire shows.
+    /// Rules that would need the real host to behave otherwise are refused: see
+    /// [`Mode::check_rule`] and [`Mode::check_settings`].
+    Proxy {
+        /// The real acquirer test host.
+        upstream: SocketAddr,
+    },
+}
+
+impl Mode {
+    /// Checks that this mode can honour `rule`. In proxy mode `respond` answers in the real
+    /// host's place with a synthetic reply signed with the host's key (to simulate a decline, or
+    /// a refused reversal) and the request is not forwarded; `respond` with 00 is refused, as it
+    /// would fake an approval the real host never gave.
+    pub fn check_rule(&self, rule: &Rule) -> Result<(), String> {
+        match (self, &rule.action) {
+            (Mode::Proxy { .. }, Action::Respond { code }) if code == "00" => Err(
+                "respond 00: in proxy mode the proxy would fake an approval the real host never gave; \
+                 leave the request without a rule to let the real host approve it"
+                    .into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks that this mode can honour `settings`. In proxy mode maintenance refuses the
+    /// terminals' connections as the simulator does, but idempotency is the real host's
+    /// behaviour, so turning it off is refused.
+    pub fn check_settings(&self, settings: &Settings) -> Result<(), String> {
+        let defaults = Settings::default();
+        let proxy = matches!(self, Mode::Proxy { .. });
+        let why = "in proxy mode the real host decides whether a repeated request applies again; \
+                   the proxy cannot change that";
+        if proxy && settings.idempotent_reversals != defaults.idempotent_reversals {
+            Err(format!("idempotent_reversals=false: {why}"))
+        } else if proxy && settings.idempotent_voids != defaults.idempotent_voids {
+            Err(format!("idempotent_voids=false: {why}"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// What the host needs to start (the mode is given to [`Host::start_with_mode`]).
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     /// Where terminals connect; port 0 picks a free port.
@@ -43,9 +99,13 @@ pub struct Host {
     accept_task: JoinHandle<()>,
 }
 
-struct Shared {
-    codec: Codec,
-    key: MacKey,
+/// What every connection of a host shares.
+pub(crate) struct Shared {
+    /// The message codec.
+    pub codec: Codec,
+    /// The MAC key replies are signed with.
+    pub key: MacKey,
+    mode: Mode,
     acquirer: Mutex<Acquirer>,
     journal: Mutex<Journal>,
     feed: broadcast::Sender<JournalEntry>,
@@ -56,14 +116,23 @@ struct Shared {
 }
 
 impl Host {
-    /// Binds the listening socket and starts serving on the current tokio runtime.
+    /// Binds the listening socket and starts the simulator on the current tokio runtime.
     pub async fn start(config: HostConfig) -> std::io::Result<Host> {
+        Host::start_with_mode(config, Mode::Simulator).await
+    }
+
+    /// Binds the listening socket and starts serving in `mode` on the current tokio runtime;
+    /// settings the mode cannot honour are refused (`InvalidInput`, saying why).
+    pub async fn start_with_mode(config: HostConfig, mode: Mode) -> std::io::Result<Host> {
+        mode.check_settings(&config.settings)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = bind(config.listen)?;
         let addr = listener.local_addr()?;
         let (maintenance, _) = watch::channel(config.settings.maintenance);
         let shared = Arc::new(Shared {
             codec: config.codec,
             key: config.mac_key,
+            mode,
             acquirer: Mutex::new(Acquirer::with_settings(config.settings)),
             journal: Mutex::new(Journal::default()),
             feed: broadcast::channel(4096).0,
@@ -85,9 +154,15 @@ impl Host {
         self.addr
     }
 
-    /// Adds a fault rule after the existing ones; a rule that cannot work is refused with the
-    /// reason.
+    /// Simulator or proxy, and where the proxy forwards to.
+    pub fn mode(&self) -> Mode {
+        self.shared.mode
+    }
+
+    /// Adds a fault rule after the existing ones; a rule that cannot work (in this mode) is
+    /// refused with the reason.
     pub fn add_rule(&self, rule: Rule) -> Result<(), String> {
+        self.shared.mode.check_rule(&rule)?;
         self.shared.acquirer().rules.add(rule)
     }
 
@@ -101,10 +176,13 @@ impl Host {
         self.shared.acquirer().rules.rules().to_vec()
     }
 
-    /// Replaces the settings; maintenance takes effect at once.
-    pub fn set_settings(&self, settings: Settings) {
+    /// Replaces the settings; maintenance takes effect at once. Settings this mode cannot
+    /// honour are refused with the reason, and nothing changes.
+    pub fn set_settings(&self, settings: Settings) -> Result<(), String> {
+        self.shared.mode.check_settings(&settings)?;
         self.shared.acquirer().settings = settings;
         self.shared.maintenance.send_replace(settings.maintenance);
+        Ok(())
     }
 
     /// The settings in force.
@@ -112,7 +190,8 @@ impl Host {
         self.shared.acquirer().settings
     }
 
-    /// A copy of the ledger.
+    /// A copy of the ledger. In proxy mode it is an observation, not the real host's books: what
+    /// the real host approved, reversed and settled as far as its replies on the wire show.
     pub fn ledger(&self) -> Ledger {
         self.shared.acquirer().ledger.clone()
     }
@@ -164,11 +243,13 @@ impl Drop for Host {
 }
 
 impl Shared {
-    fn acquirer(&self) -> std::sync::MutexGuard<'_, Acquirer> {
+    /// The acquirer: books, rules and settings.
+    pub fn acquirer(&self) -> std::sync::MutexGuard<'_, Acquirer> {
         self.acquirer.lock().expect("acquirer lock")
     }
 
-    fn record(&self, entry: JournalEntry) {
+    /// Numbers and stores a journal entry and hands it to the observers and watchers.
+    pub fn record(&self, entry: JournalEntry) {
         let mut journal = self.journal.lock().expect("journal lock");
         let entry = journal.push(entry);
         for observer in self.observers.lock().expect("observers lock").iter() {
@@ -220,7 +301,10 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, addr: SocketAdd
                 if let Ok((stream, peer)) = accepted {
                     let id = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
                     shared.record(JournalEntry::event(id, monotonic_ns(), &[], format!("connection from {peer}")));
-                    tokio::spawn(serve_connection(shared.clone(), stream, id));
+                    match shared.mode {
+                        Mode::Simulator => tokio::spawn(serve_connection(shared.clone(), stream, id)),
+                        Mode::Proxy { upstream } => tokio::spawn(proxy::serve(shared.clone(), stream, id, upstream)),
+                    };
                 }
             }
             changed = maintenance.changed() => if changed.is_err() { return },
@@ -228,21 +312,10 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, addr: SocketAdd
     }
 }
 
-/// One terminal connection: its write half and the means to end it from a rule.
-struct Connection {
-    id: u64,
-    writer: tokio::sync::Mutex<Option<OwnedWriteHalf>>,
-    ended: Notify,
-}
-
 async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, id: u64) {
     let _ = stream.set_nodelay(true);
     let (mut reader, writer) = stream.into_split();
-    let connection = Arc::new(Connection {
-        id,
-        writer: tokio::sync::Mutex::new(Some(writer)),
-        ended: Notify::new(),
-    });
+    let connection = Connection::new(id, writer);
     let mut buffer = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let why = loop {
@@ -261,9 +334,15 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, id: u64) {
             buffer.drain(..used);
             // Decided here, in arrival order; only the delivery (which may be delayed) runs apart.
             if let Some((reply, delivery)) = decide(&shared, &connection, &body, t_ns) {
-                let delayed = matches!(delivery, Some(Action::Delay { .. }));
-                let sending = deliver(shared.clone(), connection.clone(), reply, delivery);
-                if delayed {
+                let held = delivery::is_held(delivery.as_ref());
+                let sending = delivery::deliver(
+                    shared.clone(),
+                    connection.clone(),
+                    reply,
+                    delivery,
+                    "reply".into(),
+                );
+                if held {
                     tokio::spawn(sending);
                 } else {
                     sending.await;
@@ -274,13 +353,14 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, id: u64) {
     shared.record(JournalEntry::event(id, monotonic_ns(), &buffer, why));
 }
 
-/// Decodes and journals one request and lets the acquirer decide; returns the reply to deliver.
+/// Decodes and journals one request and lets the acquirer decide; returns the signed reply to
+/// deliver and how.
 fn decide(
     shared: &Shared,
     connection: &Connection,
     body: &[u8],
     t_ns: u64,
-) -> Option<(Message, Option<Action>)> {
+) -> Option<(Reply, Option<Action>)> {
     let request = match shared.codec.decode(body) {
         Ok(request) => request,
         Err(e) => {
@@ -296,154 +376,6 @@ fn decide(
     let entry = JournalEntry::message(Direction::In, connection.id, t_ns, &request, body, decision.note);
     shared.record(entry);
     drop(acquirer);
-    Some((decision.reply?, decision.delivery))
-}
-
-async fn deliver(
-    shared: Arc<Shared>,
-    connection: Arc<Connection>,
-    mut reply: Message,
-    delivery: Option<Action>,
-) {
-    let (shared, connection) = (&*shared, &*connection);
-    if let Some(Action::Alter { field }) = &delivery {
-        alter(&mut reply, *field);
-    }
-    let mut body = match shared.codec.encode_signed(&mut reply, &shared.key) {
-        Ok(body) => body,
-        Err(e) => {
-            let note = format!("reply could not be encoded, not sent: {e}");
-            shared.record(JournalEntry::event(connection.id, monotonic_ns(), &[], note));
-            return;
-        }
-    };
-    match delivery {
-        None | Some(Action::Alter { .. }) => send(shared, connection, &reply, &body, "reply").await,
-        Some(Action::DropReply) => {}
-        Some(Action::Delay { ms }) => {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            send(
-                shared,
-                connection,
-                &reply,
-                &body,
-                &format!("reply delayed {ms} ms"),
-            )
-            .await;
-        }
-        Some(Action::Duplicate) => {
-            send(shared, connection, &reply, &body, "reply").await;
-            send(
-                shared,
-                connection,
-                &reply,
-                &body,
-                "reply sent again (rule duplicate)",
-            )
-            .await;
-        }
-        Some(Action::CorruptMac) => {
-            if !reply.has(shared.codec.spec().mac.field) {
-                send(
-                    shared,
-                    connection,
-                    &reply,
-                    &body,
-                    "reply (exempt from MAC, nothing to corrupt)",
-                )
-                .await;
-                return;
-            }
-            let last = body.len() - 1;
-            body[last] = if body[last] == b'0' { b'1' } else { b'0' };
-            let mac = body[last - 7..].to_vec();
-            reply.set(shared.codec.spec().mac.field, mac);
-            send(shared, connection, &reply, &body, "reply with a corrupted MAC").await;
-        }
-        Some(Action::Close { after_bytes }) => cut(shared, connection, &body, after_bytes, false).await,
-        Some(Action::Reset { after_bytes }) => cut(shared, connection, &body, after_bytes, true).await,
-        Some(Action::Respond { .. } | Action::DropRequest) => unreachable!("decided before delivery"),
-    }
-}
-
-fn alter(reply: &mut Message, field: AlteredField) {
-    let bump = |text: Option<&str>, width: usize| {
-        let n: u64 = text.and_then(|t| t.parse().ok()).unwrap_or(0);
-        format!("{:0width$}", (n + 1) % 10u64.pow(width as u32))
-    };
-    match field {
-        AlteredField::Stan => {
-            let stan = bump(reply.text(11), 6);
-            reply.set(11, stan);
-        }
-        AlteredField::Amount => {
-            let amount = bump(reply.text(4), 12);
-            reply.set(4, amount);
-        }
-        AlteredField::Tid => {
-            let tid: String = reply.text(41).unwrap_or("00000000").chars().rev().collect();
-            let tid = if Some(tid.as_str()) == reply.text(41) {
-                "ZZZZZZZZ".to_string()
-            } else {
-                tid
-            };
-            reply.set(41, tid);
-        }
-    }
-}
-
-async fn send(shared: &Shared, connection: &Connection, reply: &Message, body: &[u8], note: &str) {
-    let framed = match shared.codec.frame(body.to_vec()) {
-        Ok(framed) => framed,
-        Err(e) => {
-            let note = format!("reply too long to frame, not sent: {e}");
-            shared.record(JournalEntry::event(connection.id, monotonic_ns(), body, note));
-            return;
-        }
-    };
-    let mut writer = connection.writer.lock().await;
-    let outcome = match writer.as_mut() {
-        Some(w) => w.write_all(&framed).await.map_err(|e| e.to_string()),
-        None => Err("the connection was already closed".to_string()),
-    };
-    let t_ns = monotonic_ns();
-    match outcome {
-        Ok(()) => shared.record(JournalEntry::message(
-            Direction::Out,
-            connection.id,
-            t_ns,
-            reply,
-            body,
-            note.to_string(),
-        )),
-        Err(e) => {
-            let note = format!("{note} could not be delivered: {e}");
-            shared.record(JournalEntry::event(connection.id, t_ns, body, note));
-        }
-    }
-}
-
-/// Writes the first `after_bytes` bytes of the framed reply, then closes the connection, with an
-/// RST when `reset`.
-async fn cut(shared: &Shared, connection: &Connection, body: &[u8], after_bytes: usize, reset: bool) {
-    let Ok(framed) = shared.codec.frame(body.to_vec()) else {
-        return;
-    };
-    let partial = &framed[..after_bytes.min(framed.len())];
-    let mut writer = connection.writer.lock().await;
-    if let Some(mut w) = writer.take() {
-        let _ = w.write_all(partial).await;
-        if reset {
-            let _ = socket2::SockRef::from(w.as_ref()).set_linger(Some(Duration::ZERO));
-        }
-        drop(w);
-    }
-    connection.ended.notify_one();
-    let how = if reset { "reset" } else { "closed" };
-    let note = format!(
-        "wrote {} of {} reply bytes, then {how} the connection (rule)",
-        partial.len(),
-        framed.len()
-    );
-    shared.record(JournalEntry::event(connection.id, monotonic_ns(), partial, note));
+    let reply = Reply::signed(shared, connection.id, decision.reply?)?;
+    Some((reply, decision.delivery))
 }

@@ -1,367 +1,25 @@
 //! The acquirer host over real TCP, acting as a terminal: default processing, every fault knob of
 //! domain.md §6, reversal and void bookkeeping with and without idempotency, settlement,
-//! maintenance, the wire journal and the JSON control port.
+//! maintenance, the wire journal and the JSON control port. What a proxy must do alike runs twice
+//! (see `in_both_setups!` at the end): against the simulator and through a proxy in front of it.
 
 use std::io::ErrorKind;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use posrig_host::{
-    control, monotonic_ns, Action, AlteredField, Direction, Entry, Host, HostConfig, JournalEntry, Key, Kind,
-    Ledger, Rule, Settings,
-};
-use posrig_iso8583::{Codec, MacKey, Message, Spec};
+use posrig_host::{control, monotonic_ns, Action, AlteredField, Direction, Kind, Settings};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
-const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/iso8583/cup.toml");
-const MAC_KEY: &str = "0123456789ABCDEF";
-/// 0x60, destination 0x0123, source 0x0456.
-const TPDU: [u8; 5] = [0x60, 0x01, 0x23, 0x04, 0x56];
-/// The same with destination and source swapped, as a reply must carry it.
-const REPLY_TPDU: [u8; 5] = [0x60, 0x04, 0x56, 0x01, 0x23];
-const HEADER: [u8; 6] = [0x61, 0x31, 0x00, 0x31, 0x11, 0x08];
-const TID: &str = "TERM0001";
-const MID: &str = "898310048990001";
-const BATCH: &str = "000001";
-const PAN: &str = "6222021234567890123";
-const AMOUNT: u64 = 12_345;
-/// How long a reply may take before a test gives up on it (a hang guard, not a timing check).
-const PATIENCE: Duration = Duration::from_secs(5);
-/// How long the terminal listens to conclude that no reply is coming.
-const SILENCE: Duration = Duration::from_millis(300);
+mod common;
 
-// ---------------------------------------------------------------- the host and the terminal
-
-/// A host started in-process with the codec and key the terminal uses too.
-struct Rig {
-    host: Arc<Host>,
-    codec: Codec,
-    key: MacKey,
-}
-
-impl Rig {
-    async fn start() -> Rig {
-        Rig::with(Settings::default()).await
-    }
-
-    async fn with(settings: Settings) -> Rig {
-        let codec = Codec::new(Spec::load(SPEC).expect("the spec file loads"));
-        let key = MacKey::from_hex(MAC_KEY).expect("a valid key");
-        let host = Host::start(HostConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            codec: codec.clone(),
-            mac_key: key.clone(),
-            settings,
-        })
-        .await
-        .expect("the host starts");
-        Rig {
-            host: Arc::new(host),
-            codec,
-            key,
-        }
-    }
-
-    async fn terminal(&self) -> Terminal {
-        let stream = TcpStream::connect(self.host.addr())
-            .await
-            .expect("the host accepts");
-        Terminal {
-            stream,
-            codec: self.codec.clone(),
-            key: self.key.clone(),
-        }
-    }
-
-    fn rule(&self, kind: Kind, stan: Option<&str>, times: Option<u32>, action: Action) {
-        self.host
-            .add_rule(Rule {
-                kind: Some(kind),
-                stan: stan.map(str::to_string),
-                times,
-                action,
-            })
-            .expect("a valid rule");
-    }
-
-    fn ledger(&self) -> Ledger {
-        self.host.ledger()
-    }
-
-    fn net(&self, stan: &str) -> i64 {
-        self.ledger().net(&key(stan))
-    }
-
-    fn entry(&self, stan: &str) -> Entry {
-        self.ledger()
-            .entry(&key(stan))
-            .cloned()
-            .expect("the host booked the request")
-    }
-
-    /// The journal once `done` holds for it (entries are recorded just after the bytes move).
-    async fn journal_when(&self, done: impl Fn(&[JournalEntry]) -> bool) -> Vec<JournalEntry> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let journal = self.host.journal(0);
-            if done(&journal) {
-                return journal;
-            }
-            assert!(Instant::now() < deadline, "journal never got there: {journal:#?}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Waits until the host has journalled the request with this MTI and STAN.
-    async fn processed(&self, mti: &str, stan: &str) -> JournalEntry {
-        let is_it = |e: &JournalEntry| {
-            e.direction == Direction::In && e.mti.as_deref() == Some(mti) && e.stan.as_deref() == Some(stan)
-        };
-        let journal = self.journal_when(|j| j.iter().any(is_it)).await;
-        journal.into_iter().find(is_it).unwrap()
-    }
-}
-
-/// A decoded reply with the bytes it came in.
-struct Reply {
-    body: Vec<u8>,
-    message: Message,
-}
-
-impl Reply {
-    fn code(&self) -> &str {
-        self.text(39)
-    }
-
-    fn text(&self, field: u8) -> &str {
-        self.message
-            .text(field)
-            .unwrap_or_else(|| panic!("reply lacks field {field}: {:?}", self.message))
-    }
-}
-
-/// A terminal's TCP connection to the host.
-struct Terminal {
-    stream: TcpStream,
-    codec: Codec,
-    key: MacKey,
-}
-
-impl Terminal {
-    /// Signs, frames and sends `request`; returns the encoded body.
-    async fn send(&mut self, request: &Message) -> Vec<u8> {
-        let body = self
-            .codec
-            .encode_signed(&mut request.clone(), &self.key)
-            .expect("request encodes");
-        self.send_body(body.clone()).await;
-        body
-    }
-
-    async fn send_body(&mut self, body: Vec<u8>) {
-        let framed = self.codec.frame(body).expect("request frames");
-        self.stream.write_all(&framed).await.expect("request written");
-    }
-
-    /// The next reply, or `None` when none starts within `wait`.
-    async fn reply_within(&mut self, wait: Duration) -> Option<Reply> {
-        let mut prefix = [0u8; 2];
-        tokio::time::timeout(wait, self.stream.read_exact(&mut prefix))
-            .await
-            .ok()?
-            .expect("length prefix");
-        let mut body = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
-        self.stream.read_exact(&mut body).await.expect("a whole reply");
-        let message = self.codec.decode(&body).expect("the reply decodes");
-        Some(Reply { body, message })
-    }
-
-    async fn reply(&mut self) -> Reply {
-        self.reply_within(PATIENCE).await.expect("a reply")
-    }
-
-    async fn exchange(&mut self, request: &Message) -> Reply {
-        self.send(request).await;
-        self.reply().await
-    }
-
-    async fn assert_silent(&mut self) {
-        let reply = self.reply_within(SILENCE).await;
-        assert!(reply.is_none(), "unexpected reply {:?}", reply.map(|r| r.message));
-    }
-
-    fn mac_ok(&self, reply: &Reply) -> Option<bool> {
-        self.codec.verify_mac(&reply.body, &reply.message, &self.key)
-    }
-
-    /// Every byte until the host ends the connection, and how it ended.
-    async fn read_to_end(&mut self) -> (Vec<u8>, std::io::Result<()>) {
-        let mut received = Vec::new();
-        let mut chunk = [0u8; 512];
-        loop {
-            let read = tokio::time::timeout(PATIENCE, self.stream.read(&mut chunk)).await;
-            match read.expect("the host ends the connection") {
-                Ok(0) => return (received, Ok(())),
-                Ok(n) => received.extend_from_slice(&chunk[..n]),
-                Err(e) => return (received, Err(e)),
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------- messages a terminal sends
-
-fn key(stan: &str) -> Key {
-    Key {
-        tid: TID.into(),
-        batch: BATCH.into(),
-        stan: stan.into(),
-    }
-}
-
-fn stan(n: u32) -> String {
-    format!("{n:06}")
-}
-
-fn message(mti: &str, stan: &str) -> Message {
-    let mut message = Message::new(mti, &TPDU, &HEADER);
-    message.set(11, stan).set(41, TID).set(42, MID);
-    message
-}
-
-/// A financial 0200 with card data, of transaction type `kind` (60.1).
-fn financial(processing_code: &str, kind: &str, stan: &str, amount: u64) -> Message {
-    let mut request = message("0200", stan);
-    request
-        .set(2, PAN)
-        .set(3, processing_code)
-        .set(4, format!("{amount:012}"))
-        .set(14, "2912")
-        .set(22, "051")
-        .set(25, "00")
-        .set(35, format!("{PAN}D2912201"))
-        .set(49, "156")
-        .set(60, format!("{kind}{BATCH}000"));
-    request
-}
-
-fn sale(stan: &str, amount: u64) -> Message {
-    financial("000000", "22", stan, amount)
-}
-
-/// What a void must quote of the sale it cancels.
-#[derive(Clone)]
-struct Original {
-    stan: String,
-    amount: u64,
-    rrn: String,
-    auth: String,
-}
-
-impl Original {
-    fn of(reply: &Reply) -> Original {
-        Original {
-            stan: reply.text(11).into(),
-            amount: reply.text(4).parse().unwrap(),
-            rrn: reply.text(37).into(),
-            auth: reply.text(38).into(),
-        }
-    }
-
-    fn unknown(stan: &str) -> Original {
-        Original {
-            stan: stan.into(),
-            amount: AMOUNT,
-            rrn: "000000000000".into(),
-            auth: "000000".into(),
-        }
-    }
-}
-
-fn void(stan: &str, original: &Original) -> Message {
-    let mut request = financial("200000", "23", stan, original.amount);
-    request
-        .set(37, original.rrn.as_str())
-        .set(38, original.auth.as_str())
-        .set(61, format!("{BATCH}{}0615", original.stan));
-    request
-}
-
-/// The 0400 for `original`, repeating its key fields, with `reason` in 39.
-fn reversal(original: &Message, reason: &str) -> Message {
-    let mut request = Message::new("0400", &TPDU, &HEADER);
-    for field in [2, 3, 4, 11, 14, 22, 25, 41, 42, 49, 60, 61] {
-        if let Some(value) = original.fields.get(&field) {
-            request.set(field, value.clone());
-        }
-    }
-    request.set(39, reason);
-    request
-}
-
-fn signon(stan: &str) -> Message {
-    let mut request = message("0800", stan);
-    request.set(60, format!("00{BATCH}003"));
-    request
-}
-
-fn settlement(stan: &str, (count, amount): (u32, u64)) -> Message {
-    let mut request = message("0500", stan);
-    request
-        .set(49, "156")
-        .set(60, format!("00{BATCH}201"))
-        .set(63, format!("{count:03}{amount:012}"));
-    request
-}
-
-/// Sends a sale and insists that it is approved; returns the request and the reply.
-async fn approved_sale(terminal: &mut Terminal, stan: &str) -> (Message, Reply) {
-    let request = sale(stan, AMOUNT);
-    let reply = terminal.exchange(&request).await;
-    assert_eq!(reply.code(), "00", "sale {stan}");
-    (request, reply)
-}
-
-/// An approved sale and an approved void of it; returns the void request.
-async fn voided_sale(rig: &Rig, terminal: &mut Terminal, sale_stan: &str, void_stan: &str) -> Message {
-    let (_, reply) = approved_sale(terminal, sale_stan).await;
-    let request = void(void_stan, &Original::of(&reply));
-    assert_eq!(terminal.exchange(&request).await.code(), "00");
-    assert_eq!(rig.net(sale_stan), 0);
-    request
-}
-
-/// A host that meets every sale with `action`, and a terminal connected to it.
-async fn every_sale_meets(action: Action) -> (Rig, Terminal) {
-    let rig = Rig::start().await;
-    rig.rule(Kind::Sale, None, None, action);
-    let terminal = rig.terminal().await;
-    (rig, terminal)
-}
-
-/// Sends sale 000001 to a host that meets it with `action`; no reply comes, yet the host took it in.
-async fn unanswered_sale(action: Action) -> Rig {
-    let (rig, mut terminal) = every_sale_meets(action).await;
-    terminal.send(&sale("000001", AMOUNT)).await;
-    terminal.assert_silent().await;
-    rig.processed("0200", "000001").await;
-    rig
-}
-
-/// The ledger holds no money movement at all.
-fn assert_no_money(rig: &Rig) {
-    let postings = rig.ledger().postings;
-    assert!(postings.is_empty(), "money moved: {postings:?}");
-}
+use common::*;
 
 // ---------------------------------------------------------------- default behaviour
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sale_is_approved_signed_and_booked() {
-    let rig = Rig::start().await;
+async fn a_sale_is_approved_signed_and_booked(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     let mut terminal = rig.terminal().await;
     let (_, reply) = approved_sale(&mut terminal, "000001").await;
     let m = &reply.message;
@@ -384,9 +42,8 @@ async fn a_sale_is_approved_signed_and_booked() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sign_ons_are_answered_without_mac_and_counted() {
-    let rig = Rig::start().await;
+async fn sign_ons_are_answered_without_mac_and_counted(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     let mut terminal = rig.terminal().await;
     for n in 1..=2 {
         let reply = terminal.exchange(&signon(&stan(n))).await;
@@ -396,9 +53,8 @@ async fn sign_ons_are_answered_without_mac_and_counted() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_with_a_bad_or_missing_mac_is_answered_a0_and_books_nothing() {
-    let rig = Rig::start().await;
+async fn a_request_with_a_bad_or_missing_mac_is_answered_a0_and_books_nothing(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     let mut terminal = rig.terminal().await;
     let mut body = rig
         .codec
@@ -421,9 +77,8 @@ async fn a_request_with_a_bad_or_missing_mac_is_answered_a0_and_books_nothing() 
     assert_no_money(&rig);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stan_reused_in_the_batch_is_refused_94() {
-    let rig = Rig::start().await;
+async fn a_stan_reused_in_the_batch_is_refused_94(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     let mut terminal = rig.terminal().await;
     approved_sale(&mut terminal, "000001").await;
     let reply = terminal.exchange(&sale("000001", 999)).await;
@@ -442,7 +97,7 @@ async fn a_stan_reused_in_the_batch_is_refused_94() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn respond_declines_a_sale_without_moving_money() {
-    let (rig, mut terminal) = every_sale_meets(Action::Respond { code: "51".into() }).await;
+    let (rig, mut terminal) = every_sale_meets(Setup::Simulator, Action::Respond { code: "51".into() }).await;
     let reply = terminal.exchange(&sale("000001", AMOUNT)).await;
     assert_eq!(reply.code(), "51");
     assert!(!reply.message.has(37) && !reply.message.has(38));
@@ -476,23 +131,20 @@ async fn respond_on_reversals_answers_the_0400_with_the_rule_code() {
 
 // ---------------------------------------------------------------- delivery knobs
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drop_reply_books_the_sale_but_sends_nothing() {
-    let rig = unanswered_sale(Action::DropReply).await;
+async fn drop_reply_books_the_sale_but_sends_nothing(setup: Setup) {
+    let rig = unanswered_sale(setup, Action::DropReply).await;
     assert!(rig.entry("000001").approved());
     assert_eq!(rig.net("000001"), AMOUNT as i64);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drop_request_neither_books_nor_answers() {
-    let rig = unanswered_sale(Action::DropRequest).await;
+async fn drop_request_neither_books_nor_answers(setup: Setup) {
+    let rig = unanswered_sale(setup, Action::DropRequest).await;
     assert!(rig.ledger().entry(&key("000001")).is_none());
     assert_no_money(&rig);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delay_holds_the_reply_back_at_least_the_given_time() {
-    let (rig, mut terminal) = every_sale_meets(Action::Delay { ms: 200 }).await;
+async fn delay_holds_the_reply_back_at_least_the_given_time(setup: Setup) {
+    let (rig, mut terminal) = every_sale_meets(setup, Action::Delay { ms: 200 }).await;
     let sent = Instant::now();
     let (_, reply) = approved_sale(&mut terminal, "000001").await;
     assert!(
@@ -517,9 +169,8 @@ async fn delay_holds_the_reply_back_at_least_the_given_time() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duplicate_sends_two_identical_replies_for_one_booking() {
-    let (rig, mut terminal) = every_sale_meets(Action::Duplicate).await;
+async fn duplicate_sends_two_identical_replies_for_one_booking(setup: Setup) {
+    let (rig, mut terminal) = every_sale_meets(setup, Action::Duplicate).await;
     let (_, first) = approved_sale(&mut terminal, "000001").await;
     let second = terminal.reply().await;
     assert_eq!(first.body, second.body);
@@ -527,17 +178,15 @@ async fn duplicate_sends_two_identical_replies_for_one_booking() {
     assert_eq!(rig.net("000001"), AMOUNT as i64);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn corrupt_mac_spoils_the_reply_mac_only() {
-    let (rig, mut terminal) = every_sale_meets(Action::CorruptMac).await;
+async fn corrupt_mac_spoils_the_reply_mac_only(setup: Setup) {
+    let (rig, mut terminal) = every_sale_meets(setup, Action::CorruptMac).await;
     let (_, reply) = approved_sale(&mut terminal, "000001").await;
     assert_eq!(terminal.mac_ok(&reply), Some(false));
     assert_eq!(rig.net("000001"), AMOUNT as i64);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alter_changes_the_chosen_reply_field_and_keeps_the_others() {
-    let rig = Rig::start().await;
+async fn alter_changes_the_chosen_reply_field_and_keeps_the_others(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     let mut terminal = rig.terminal().await;
     let cases = [
         (AlteredField::Stan, 11),
@@ -560,9 +209,8 @@ async fn alter_changes_the_chosen_reply_field_and_keeps_the_others() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn close_writes_the_first_bytes_of_the_reply_then_ends_the_connection() {
-    let (rig, mut terminal) = every_sale_meets(Action::Close { after_bytes: 7 }).await;
+async fn close_writes_the_first_bytes_of_the_reply_then_ends_the_connection(setup: Setup) {
+    let (rig, mut terminal) = every_sale_meets(setup, Action::Close { after_bytes: 7 }).await;
     terminal.send(&sale("000001", AMOUNT)).await;
     let (received, ended) = terminal.read_to_end().await;
     ended.expect("a clean close");
@@ -571,9 +219,8 @@ async fn close_writes_the_first_bytes_of_the_reply_then_ends_the_connection() {
     assert_eq!(rig.net("000001"), AMOUNT as i64, "processed before the cut");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reset_ends_the_connection_without_a_reply() {
-    let (rig, mut terminal) = every_sale_meets(Action::Reset { after_bytes: 0 }).await;
+async fn reset_ends_the_connection_without_a_reply(setup: Setup) {
+    let (rig, mut terminal) = every_sale_meets(setup, Action::Reset { after_bytes: 0 }).await;
     terminal.send(&sale("000001", AMOUNT)).await;
     let (received, ended) = terminal.read_to_end().await;
     assert!(received.is_empty(), "no reply bytes expected: {received:02X?}");
@@ -585,9 +232,8 @@ async fn reset_ends_the_connection_without_a_reply() {
 
 // ---------------------------------------------------------------- rule matching
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rules_match_by_stan_and_kind_and_retire_after_their_count() {
-    let rig = Rig::start().await;
+async fn rules_match_by_stan_and_kind_and_retire_after_their_count(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     rig.rule(
         Kind::Sale,
         Some("000002"),
@@ -641,9 +287,8 @@ async fn rules_match_by_stan_and_kind_and_retire_after_their_count() {
 
 // ---------------------------------------------------------------- reversals
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reversal_returns_the_money_once_even_when_repeated() {
-    let rig = Rig::start().await;
+async fn a_reversal_returns_the_money_once_even_when_repeated(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     let mut terminal = rig.terminal().await;
     let (sale, _) = approved_sale(&mut terminal, "000001").await;
     for requests in 1..=2 {
@@ -676,9 +321,8 @@ async fn without_idempotency_a_repeated_reversal_applies_twice() {
     assert_eq!(rig.entry("000001").reversals_applied, 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reversal_of_an_unknown_original_is_answered_25() {
-    let rig = Rig::start().await;
+async fn a_reversal_of_an_unknown_original_is_answered_25(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     let mut terminal = rig.terminal().await;
     let reply = terminal.exchange(&reversal(&sale("000009", AMOUNT), "98")).await;
     assert_eq!(reply.code(), "25");
@@ -701,9 +345,8 @@ async fn a_reversal_of_a_declined_sale_moves_nothing() {
 
 // ---------------------------------------------------------------- voids
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_void_of_an_approved_sale_cancels_it() {
-    let rig = Rig::start().await;
+async fn a_void_of_an_approved_sale_cancels_it(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     let mut terminal = rig.terminal().await;
     let (_, sale_reply) = approved_sale(&mut terminal, "000001").await;
     let reply = terminal
@@ -717,9 +360,8 @@ async fn a_void_of_an_approved_sale_cancels_it() {
     assert_eq!(rig.entry("000002").original, Some(key("000001")));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_void_of_an_unknown_sale_is_answered_25() {
-    let rig = Rig::start().await;
+async fn a_void_of_an_unknown_sale_is_answered_25(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     let mut terminal = rig.terminal().await;
     let reply = terminal
         .exchange(&void("000002", &Original::unknown("000001")))
@@ -728,9 +370,8 @@ async fn a_void_of_an_unknown_sale_is_answered_25() {
     assert_no_money(&rig);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_void_of_a_voided_sale_is_answered_12() {
-    let rig = Rig::start().await;
+async fn a_second_void_of_a_voided_sale_is_answered_12(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     let mut terminal = rig.terminal().await;
     let first = voided_sale(&rig, &mut terminal, "000001", "000002").await;
     let mut again = first.clone();
@@ -755,9 +396,8 @@ async fn a_resent_void_applies_once_with_idempotency_and_twice_without() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_void_for_another_amount_is_answered_64() {
-    let rig = Rig::start().await;
+async fn a_void_for_another_amount_is_answered_64(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     let mut terminal = rig.terminal().await;
     let (_, sale_reply) = approved_sale(&mut terminal, "000001").await;
     let wrong = Original {
@@ -769,9 +409,8 @@ async fn a_void_for_another_amount_is_answered_64() {
     assert!(rig.entry("000001").voided_by.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reversed_void_restores_the_sale() {
-    let rig = Rig::start().await;
+async fn a_reversed_void_restores_the_sale(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     let mut terminal = rig.terminal().await;
     let void = voided_sale(&rig, &mut terminal, "000001", "000002").await;
     assert_eq!(terminal.exchange(&reversal(&void, "98")).await.code(), "00");
@@ -782,9 +421,8 @@ async fn a_reversed_void_restores_the_sale() {
 
 // ---------------------------------------------------------------- settlement
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn settlement_compares_the_terminal_totals_with_the_ledger() {
-    let rig = Rig::start().await;
+async fn settlement_compares_the_terminal_totals_with_the_ledger(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     let mut terminal = rig.terminal().await;
     approved_sale(&mut terminal, "000001").await;
     let (reversed, _) = approved_sale(&mut terminal, "000002").await;
@@ -802,34 +440,17 @@ async fn settlement_compares_the_terminal_totals_with_the_ledger() {
 
 // ---------------------------------------------------------------- maintenance
 
-/// Tries to connect until the outcome is `refused` (true) or accepted (false).
-async fn connect_until(rig: &Rig, refused: bool) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let outcome = TcpStream::connect(rig.host.addr()).await;
-        match &outcome {
-            Err(e) if refused && e.kind() == ErrorKind::ConnectionRefused => return,
-            Ok(_) if !refused => return,
-            _ => {}
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still {outcome:?} (wanted refused={refused})"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn maintenance_refuses_connections_until_it_ends() {
-    let rig = Rig::start().await;
+async fn maintenance_refuses_connections_until_it_ends(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     let addr = rig.host.addr();
-    rig.host.set_settings(Settings {
-        maintenance: true,
-        ..Settings::default()
-    });
+    rig.host
+        .set_settings(Settings {
+            maintenance: true,
+            ..Settings::default()
+        })
+        .expect("maintenance is honoured");
     connect_until(&rig, true).await;
-    rig.host.set_settings(Settings::default());
+    rig.host.set_settings(Settings::default()).unwrap();
     connect_until(&rig, false).await;
     assert_eq!(rig.host.addr(), addr);
     approved_sale(&mut rig.terminal().await, "000001").await;
@@ -837,13 +458,8 @@ async fn maintenance_refuses_connections_until_it_ends() {
 
 // ---------------------------------------------------------------- journal
 
-fn is_message(entry: &JournalEntry, direction: Direction, mti: &str) -> bool {
-    entry.direction == direction && entry.mti.as_deref() == Some(mti)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_journal_records_every_message_in_order_on_the_rig_clock() {
-    let rig = Rig::start().await;
+async fn the_journal_records_every_message_in_order_on_the_rig_clock(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     let before = monotonic_ns();
     let mut terminal = rig.terminal().await;
     terminal.exchange(&signon("000001")).await;
@@ -892,9 +508,8 @@ async fn the_journal_records_every_message_in_order_on_the_rig_clock() {
     assert_eq!(messages[3].fields.get(&39).map(String::as_str), Some("00"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_gives_the_backlog_then_live_entries() {
-    let rig = Rig::start().await;
+async fn watch_gives_the_backlog_then_live_entries(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     let mut terminal = rig.terminal().await;
     approved_sale(&mut terminal, "000001").await;
     rig.journal_when(|j| j.iter().any(|e| is_message(e, Direction::Out, "0210")))
@@ -1056,9 +671,8 @@ async fn respond_00_on_a_reversal_still_applies_it() {
     assert_eq!(rig.entry("000001").reversals_applied, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_written_together_are_decided_in_arrival_order() {
-    let rig = Rig::start().await;
+async fn requests_written_together_are_decided_in_arrival_order(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     let mut terminal = rig.terminal().await;
     let stans: Vec<String> = (1..=60).map(stan).collect();
     let mut burst = Vec::new();
@@ -1101,9 +715,8 @@ async fn the_journal_stream_goes_on_after_a_reset() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reversed_sale_cannot_be_voided_and_a_voided_sale_cannot_be_reversed() {
-    let rig = Rig::start().await;
+async fn a_reversed_sale_cannot_be_voided_and_a_voided_sale_cannot_be_reversed(setup: Setup) {
+    let rig = Rig::start_in(setup).await;
     let mut terminal = rig.terminal().await;
     let (request, reply) = approved_sale(&mut terminal, "000001").await;
     assert_eq!(terminal.exchange(&reversal(&request, "98")).await.code(), "00");
@@ -1115,3 +728,56 @@ async fn a_reversed_sale_cannot_be_voided_and_a_voided_sale_cannot_be_reversed()
     terminal.exchange(&reversal(&sale("000003", AMOUNT), "98")).await;
     assert_eq!(rig.net("000003"), 0, "never below zero");
 }
+
+/// Runs each named `async fn(Setup)` as a test against the simulator (`simulator::NAME`) and
+/// through a proxy in front of one, with the knobs at the proxy (`proxy::NAME`): the proxy must
+/// behave as the simulator does, and its observed ledger must agree with the simulator's books.
+macro_rules! in_both_setups {
+    ($($name:ident),* $(,)?) => {
+        mod simulator {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Setup::Simulator).await
+                }
+            )*
+        }
+        mod proxy {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Setup::Proxy).await
+                }
+            )*
+        }
+    };
+}
+
+in_both_setups!(
+    a_sale_is_approved_signed_and_booked,
+    sign_ons_are_answered_without_mac_and_counted,
+    a_request_with_a_bad_or_missing_mac_is_answered_a0_and_books_nothing,
+    a_stan_reused_in_the_batch_is_refused_94,
+    drop_reply_books_the_sale_but_sends_nothing,
+    drop_request_neither_books_nor_answers,
+    delay_holds_the_reply_back_at_least_the_given_time,
+    duplicate_sends_two_identical_replies_for_one_booking,
+    corrupt_mac_spoils_the_reply_mac_only,
+    alter_changes_the_chosen_reply_field_and_keeps_the_others,
+    close_writes_the_first_bytes_of_the_reply_then_ends_the_connection,
+    reset_ends_the_connection_without_a_reply,
+    rules_match_by_stan_and_kind_and_retire_after_their_count,
+    a_reversal_returns_the_money_once_even_when_repeated,
+    a_reversal_of_an_unknown_original_is_answered_25,
+    a_void_of_an_approved_sale_cancels_it,
+    a_void_of_an_unknown_sale_is_answered_25,
+    a_second_void_of_a_voided_sale_is_answered_12,
+    a_void_for_another_amount_is_answered_64,
+    a_reversed_void_restores_the_sale,
+    settlement_compares_the_terminal_totals_with_the_ledger,
+    maintenance_refuses_connections_until_it_ends,
+    the_journal_records_every_message_in_order_on_the_rig_clock,
+    watch_gives_the_backlog_then_live_entries,
+    requests_written_together_are_decided_in_arrival_order,
+    a_reversed_sale_cannot_be_voided_and_a_voided_sale_cannot_be_reversed
+);

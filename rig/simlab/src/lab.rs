@@ -1,5 +1,6 @@
-//! The simulated lab: one acquirer host process, one `posterm` process whose power the lab
-//! switches (SIGKILL is the power cut), its PTY console, its NVM folder and its card slot.
+//! The simulated lab: one acquirer host process (or a proxy process in front of one), one
+//! `posterm` process whose power the lab switches (SIGKILL is the power cut), its PTY console, its
+//! NVM folder and its card slot.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,16 +26,22 @@ pub struct LabOptions {
     pub defects: Vec<String>,
     /// `posterm` setting overrides (`--set section.key=value`).
     pub terminal_settings: Vec<String>,
-    /// Extra `acqhost` arguments.
+    /// Extra arguments of the `acqhost` simulator (behind the proxy when `proxy` is set).
     pub host_args: Vec<String>,
+    /// Put an `acqhost --upstream` proxy between the terminal and the simulator: the terminal
+    /// talks to the proxy, [`Lab::host`] is the proxy (its knobs, journal and observed ledger),
+    /// and [`Lab::upstream`] the simulator behind it.
+    pub proxy: bool,
 }
 
 /// A running simulated lab. Dropping it powers everything off and removes its files.
 pub struct Lab {
     dir: PathBuf,
     options: LabOptions,
-    /// The acquirer host.
+    /// The acquirer host the terminal talks to: the simulator, or the proxy in front of it.
     pub host: HostProcess,
+    /// With [`LabOptions::proxy`], the simulator behind the proxy.
+    pub upstream: Option<HostProcess>,
     /// Every line of the terminal's console.
     pub console: ConsoleLog,
     port: SerialConsole,
@@ -55,7 +62,13 @@ impl Lab {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let profile = Arc::new(Profile::load(&paths::fixture("terminals/posterm.toml"))?);
-        let host = HostProcess::start(&options.host_args)?;
+        let simulator = HostProcess::start(&options.host_args)?;
+        let (host, upstream) = if options.proxy {
+            let proxy = HostProcess::start(&["--upstream".to_string(), simulator.addr.to_string()])?;
+            (proxy, Some(simulator))
+        } else {
+            (simulator, None)
+        };
         let console = ConsoleLog::new();
         let sink_log = console.clone();
         let port = SerialConsole::pty(
@@ -67,6 +80,7 @@ impl Lab {
             dir,
             options,
             host,
+            upstream,
             console,
             port,
             profile,
@@ -203,24 +217,30 @@ impl Lab {
         Ok(oracle::judge(&journal, &ledger, &self.console.lines()))
     }
 
-    /// The console transcript and the host journal, for a person reading a failure.
+    /// The console transcript and the host journals, for a person reading a failure.
     pub fn transcript(&self) -> String {
         let mut out = String::from("--- console ---\n");
         for ConsoleLine { t_ns, text, .. } in self.console.lines() {
             out.push_str(&format!("{:>14.3} ms  {text}\n", t_ns as f64 / 1e6));
         }
-        out.push_str("--- host journal ---\n");
-        for entry in self.host.journal().unwrap_or_default() {
-            out.push_str(&format!(
-                "{:>14.3} ms  conn {} {:?} {} stan={} rc={} {}\n",
-                entry.t_ns as f64 / 1e6,
-                entry.connection,
-                entry.direction,
-                entry.mti.as_deref().unwrap_or("----"),
-                entry.stan.as_deref().unwrap_or("-"),
-                entry.fields.get(&39).map_or("-", String::as_str),
-                entry.note
-            ));
+        let hosts = [
+            Some(("host", &self.host)),
+            self.upstream.as_ref().map(|u| ("upstream", u)),
+        ];
+        for (name, host) in hosts.into_iter().flatten() {
+            out.push_str(&format!("--- {name} journal ---\n"));
+            for entry in host.journal().unwrap_or_default() {
+                out.push_str(&format!(
+                    "{:>14.3} ms  conn {} {:?} {} stan={} rc={} {}\n",
+                    entry.t_ns as f64 / 1e6,
+                    entry.connection,
+                    entry.direction,
+                    entry.mti.as_deref().unwrap_or("----"),
+                    entry.stan.as_deref().unwrap_or("-"),
+                    entry.fields.get(&39).map_or("-", String::as_str),
+                    entry.note
+                ));
+            }
         }
         out
     }

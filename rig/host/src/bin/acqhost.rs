@@ -1,7 +1,8 @@
-//! `acqhost`: the acquirer host simulator on its own, for manual work and for the simulated lab.
+//! `acqhost`: the acquirer host simulator on its own, for manual work and for the simulated lab;
+//! with `--upstream HOST:PORT`, a proxy in front of a real acquirer test host instead.
 //!
-//! Prints one line `ready host=ADDR control=ADDR` once both ports listen, then serves until
-//! SIGINT or SIGTERM.
+//! Prints one line `ready host=ADDR control=ADDR` (and ` upstream=ADDR` in proxy mode) once both
+//! ports listen, then serves until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,11 +10,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use posrig_host::{control, Host, HostConfig, Settings};
+use posrig_host::{control, Host, HostConfig, Mode, Settings};
 use posrig_iso8583::{Codec, MacKey, Spec};
 use tokio::signal::unix::{signal, SignalKind};
 
-/// Acquirer host simulator: sign-on, sale, void, reversal, settlement, with fault knobs.
+/// Acquirer host simulator (sign-on, sale, void, reversal, settlement) or proxy to a real test
+/// host, with fault knobs.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
@@ -30,8 +32,12 @@ struct Cli {
     #[arg(long, default_value = "0123456789ABCDEF")]
     mac_key: String,
     /// Apply every reversal and void received, even repeated ones (to prove suites notice).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "upstream")]
     no_idempotency: bool,
+    /// Proxy mode: relay every terminal connection to this real acquirer test host, journal
+    /// both directions and apply the fault knobs on the way.
+    #[arg(long, value_name = "HOST:PORT")]
+    upstream: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -64,20 +70,34 @@ async fn run(cli: Cli) -> Result<(), String> {
         idempotent_voids: !cli.no_idempotency,
         maintenance: false,
     };
+    let mode = match &cli.upstream {
+        Some(upstream) => Mode::Proxy {
+            upstream: resolve(upstream).await?,
+        },
+        None => Mode::Simulator,
+    };
     let config = HostConfig {
         listen: cli.listen,
         codec: Codec::new(spec),
         mac_key,
         settings,
     };
-    let host = Host::start(config)
+    let host = Host::start_with_mode(config, mode)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?;
+        .map_err(|e| format!("cannot start the host on {}: {e}", cli.listen))?;
     let control_listener = tokio::net::TcpListener::bind(cli.control)
         .await
         .map_err(|e| format!("cannot listen for control on {}: {e}", cli.control))?;
     let control_addr = control_listener.local_addr().map_err(|e| e.to_string())?;
-    println!("ready host={} control={control_addr}", host.addr());
+    match mode {
+        Mode::Proxy { upstream } => {
+            println!(
+                "ready host={} control={control_addr} upstream={upstream}",
+                host.addr()
+            )
+        }
+        Mode::Simulator => println!("ready host={} control={control_addr}", host.addr()),
+    }
     let host = Arc::new(host);
     tokio::spawn(control::serve(control_listener, host.clone()));
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
@@ -86,4 +106,14 @@ async fn run(cli: Cli) -> Result<(), String> {
         _ = terminate.recv() => {}
     }
     Ok(())
+}
+
+/// The first address `upstream` (HOST:PORT) resolves to.
+async fn resolve(upstream: &str) -> Result<SocketAddr, String> {
+    let mut addresses = tokio::net::lookup_host(upstream)
+        .await
+        .map_err(|e| format!("--upstream {upstream:?}: cannot resolve it as HOST:PORT: {e}"))?;
+    addresses
+        .next()
+        .ok_or_else(|| format!("--upstream {upstream:?}: the name resolves to no address"))
 }

@@ -2,6 +2,24 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod reversals;
+
+/// Defines one `#[test]` per reversal scenario of [`reversals`], run in the given [`Setup`].
+#[allow(unused_macros)] // used by scenarios.rs and proxy_mode.rs only
+macro_rules! reversal_scenarios {
+    ($setup:expr) => {
+        reversal_scenarios!($setup; p3_lost_reply_is_reversed_with_98_and_nothing_is_charged, p7_bad_mac_on_approval_reverses_with_a0_and_the_auth_code_after_signing_on_again, p14_pending_reversal_survives_a_power_cycle_and_goes_before_the_next_sale, w2_power_cut_right_after_the_request_left_is_reversed_after_boot, w2_with_reversal_after_send_the_cut_leaves_a_double_charge, w4_power_cut_before_completion_is_reversed_with_96_and_the_auth_code, w4_with_clear_reversal_before_log_the_cut_leaves_approved_at_host_and_nothing_on_the_terminal, c2_card_pulled_after_the_request_is_reversed_with_96, c3_card_answering_aac_is_reversed_with_96_and_its_icc_data, p4_late_reply_is_ignored_and_the_sale_reversed, p9_reply_with_a_wrong_stan_tid_or_amount_is_reversed_with_06, p12_reversal_refused_n_times_is_dropped_and_reported, p12_keep_and_block_refuses_the_next_sale, p13_no_sale_goes_online_while_a_reversal_is_pending_and_the_host_unreachable, v7_lost_void_reply_is_reversed_and_the_sale_stands, p16_settlement_sends_the_pending_reversal_first_and_balances);
+    };
+    ($setup:expr; $($name:ident),*) => {
+        $(
+            #[test]
+            fn $name() {
+                common::reversals::$name($setup)
+            }
+        )*
+    };
+}
+
 use std::time::Duration;
 
 use posrig_host::{Direction, JournalEntry, Key, Ledger};
@@ -12,17 +30,32 @@ use posrig_simlab::{Event, Lab, LabOptions, Verdict};
 pub const WAIT: Duration = Duration::from_secs(15);
 pub const AMOUNT: u64 = 12_345;
 
-pub fn lab_with(defects: &[&str], settings: &[&str]) -> Lab {
+/// How the terminal reaches the host simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// Straight to the simulator.
+    Direct,
+    /// Through an `acqhost --upstream` proxy, which carries the knobs.
+    Proxy,
+}
+
+/// A lab in `setup` with these `posterm` defects and settings, and the debit card in the slot.
+pub fn lab_in(setup: Setup, defects: &[&str], settings: &[&str]) -> Lab {
     let mut terminal_settings = vec!["policy.response_timeout_ms=800".to_string()];
     terminal_settings.extend(settings.iter().map(|s| s.to_string()));
     let lab = Lab::start(LabOptions {
         defects: defects.iter().map(|d| d.to_string()).collect(),
         terminal_settings,
         host_args: Vec::new(),
+        proxy: setup == Setup::Proxy,
     })
     .expect("the simulated lab starts");
     lab.insert_card("unionpay-debit").expect("card in");
     lab
+}
+
+pub fn lab_with(defects: &[&str], settings: &[&str]) -> Lab {
+    lab_in(Setup::Direct, defects, settings)
 }
 
 pub fn lab() -> Lab {
