@@ -40,6 +40,8 @@ enum Command {
         #[arg(long = "terminal-arg", allow_hyphen_values = true)]
         terminal_args: Vec<String>,
     },
+    /// Check the rig configuration and look for the devices it names, without starting it.
+    Check,
     /// Power, card, link and host of the running rig.
     Status,
     /// Switch the terminal's power.
@@ -172,6 +174,18 @@ fn run(cli: Cli) -> Result<(), String> {
                 eprintln!("rigctl: the terminal is not ready yet: {e}");
             }
             return serve::serve(rig, &socket);
+        }
+        Command::Check => {
+            for (what, path) in config.devices() {
+                let found = if path.exists() { "present" } else { "MISSING" };
+                println!("{what:<18} {:<60} {found}", path.display());
+            }
+            config.check_devices().map_err(|e| e.to_string())?;
+            println!(
+                "{}: the configuration is valid and every device it names is here",
+                cli.config.display()
+            );
+            return Ok(());
         }
         Command::Status => Request::Status,
         Command::Power { switch } => match switch {

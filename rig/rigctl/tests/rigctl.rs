@@ -183,3 +183,45 @@ fn after_rigctl_is_killed_holding_the_link_down_the_next_start_restores_it() {
     assert!(!Path::new(&interface).exists(), "a clean stop removes the veth");
     std::fs::remove_file(config).unwrap();
 }
+
+#[test]
+fn rigctl_check_validates_a_configuration_and_names_missing_devices() {
+    let fixtures = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/rigs"));
+    let check = |config: &Path| {
+        Command::new(RIGCTL)
+            .args(["--config", config.to_str().unwrap(), "check"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let sim = check(&fixtures.join("sim.toml"));
+    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
+    assert!(String::from_utf8_lossy(&sim.stdout).contains("valid"));
+    // This machine has no FTDI adapter and no eth1: the example is valid, its devices are not here.
+    let pi = check(&fixtures.join("pi-example.toml"));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&pi.stdout),
+        String::from_utf8_lossy(&pi.stderr),
+    );
+    assert!(!pi.status.success());
+    assert!(
+        stdout.contains("serial console") && stdout.contains("MISSING"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("console.device: no serial device"), "{stderr}");
+    // A mistake in the file is reported before any device is looked for.
+    let text = std::fs::read_to_string(fixtures.join("pi-example.toml")).unwrap();
+    let broken = std::env::temp_dir().join(format!("rigctl-check-{}.toml", std::process::id()));
+    let text = text
+        .replace("\"../", &format!("\"{}/../", fixtures.display()))
+        .replacen("pin = 17", "pin = 40", 1);
+    std::fs::write(&broken, text).unwrap();
+    let bad = check(&broken);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        stderr.contains("power.pin") && stderr.contains("GPIO 40"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(broken);
+}

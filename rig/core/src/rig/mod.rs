@@ -2,26 +2,26 @@
 //! capabilities with their backends, the timeline and the trigger engine — brought to the safe
 //! state before anything else, and left in it on the way out.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+mod hardware;
+mod simulated;
+
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use posrig_host::{Host, HostConfig as SimulatorConfig, JournalEntry, Settings};
+use posrig_host::{Host, HostConfig as HostStart, JournalEntry, Mode, Settings};
 use posrig_iso8583::{Codec, MacKey, Spec};
 
 use crate::actuators::{Action, Actuators, Capabilities, Done};
-use crate::capability::{Console, ConsoleLine, LineSink, NetworkImpairment};
-use crate::config::{LinkBackend, RigConfig};
+use crate::capability::{Console, ConsoleLine, LineSink};
+use crate::config::{HostMode, LinkBackend, RigConfig};
 use crate::console_log::ConsoleLog;
 use crate::error::{Result, RigError};
+use crate::gpio::InputWatcher;
 use crate::oracle::{self, Verdict};
 use crate::profile::{Event, Profile};
 use crate::serial::SerialConsole;
-use crate::sim::card::SimCardFeeder;
-use crate::sim::netns::{NetnsAddresses, NetnsLink};
-use crate::sim::power::{locate_program, SimPower, TerminalCommand};
-use crate::sim::proxy::ProxyLink;
 use crate::timeline::{Entry, Source, Timeline};
 use crate::trigger::TriggerEngine;
 
@@ -30,7 +30,7 @@ use crate::trigger::TriggerEngine;
 pub struct RigOptions {
     /// Arguments appended to the simulated terminal's command line (e.g. `--defect NAME`).
     pub terminal_args: Vec<String>,
-    /// Force a link backend instead of the configuration's.
+    /// Force a link backend instead of the configuration's (simulated rigs).
     pub link: Option<LinkBackend>,
     /// Name the network namespace and veth after this tag instead of a fresh one; a rig started
     /// again with the same tag first removes what a killed predecessor left behind.
@@ -46,6 +46,8 @@ pub enum LinkKind {
     Netns,
     /// userspace TCP proxy.
     Proxy,
+    /// a real interface switched by netlink.
+    Netlink,
 }
 
 /// A running rig. Dropping it restores the safe state and stops everything it started.
@@ -53,6 +55,8 @@ pub struct Rig {
     // Field order is drop order: triggers stop before the actuators they drive, the terminal
     // before its console and link.
     triggers: Arc<TriggerEngine>,
+    /// Records GPIO input edges into the timeline for as long as the rig runs.
+    _input_watcher: Option<InputWatcher>,
     actuators: Arc<Actuators>,
     console: SerialConsole,
     host: Arc<Host>,
@@ -68,9 +72,10 @@ pub struct Rig {
 
 impl Rig {
     /// Starts the rig described by `config`, brings it to the safe state (which powers the
-    /// terminal on) and returns it. Fails, with nothing left actuated, when the safe state cannot
-    /// be reached.
+    /// terminal on) and returns it. Fails, with nothing left actuated, when a device is missing or
+    /// the safe state cannot be reached: a rig that is not safe runs no test.
     pub fn start(config: &RigConfig, options: RigOptions) -> Result<Rig> {
+        config.check_devices()?;
         let (workdir, remove_workdir) = match &options.workdir {
             Some(dir) => (dir.clone(), false),
             None => (fresh_workdir(&config.name), true),
@@ -82,108 +87,51 @@ impl Rig {
         let profile = Arc::new(Profile::load(&config.terminal_profile).map_err(RigError::Other)?);
         let spec = Spec::load(&config.host.spec).map_err(|e| RigError::Other(e.to_string()))?;
         let codec = Codec::new(spec);
-        let link_kind = choose_link(options.link.unwrap_or(config.link))?;
-
-        let netns = match link_kind {
-            LinkKind::Netns => {
-                let tag = options
-                    .link_tag
-                    .clone()
-                    .unwrap_or_else(|| fresh_link_tag(&config.name));
-                Some(Arc::new(NetnsLink::create_with_addresses(
-                    &tag,
-                    link_addresses(&tag),
-                )?))
-            }
-            LinkKind::Proxy => None,
-        };
-        let host_ip = netns
-            .as_ref()
-            .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |n| IpAddr::V4(n.rig_address()));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("posrig host")
             .enable_all()
             .build()
             .map_err(|e| RigError::io("starting the host runtime", e))?;
-        let mac_key = MacKey::from_hex(&config.host.mac_key).map_err(|e| RigError::Other(e.to_string()))?;
-        let host = runtime
-            .block_on(Host::start(SimulatorConfig {
-                listen: SocketAddr::new(host_ip, config.host.port),
-                codec: codec.clone(),
-                mac_key,
-                settings: Settings::default(),
-            }))
-            .map_err(|e| RigError::io("starting the acquirer host", e))?;
-        let host = Arc::new(host);
-        let proxy = match link_kind {
-            LinkKind::Proxy => {
-                let listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
-                let prefix = codec.spec().frame.length_prefix_bytes;
-                Some(Arc::new(ProxyLink::start(listen, host.addr(), prefix)?))
-            }
-            LinkKind::Netns => None,
-        };
-        let terminal_reaches_host = proxy.as_ref().map_or(host.addr(), |p| p.addr());
-
         let engine_cell: Arc<OnceLock<Arc<TriggerEngine>>> = Arc::new(OnceLock::new());
         let lines = RigLines {
             engine: engine_cell.clone(),
             timeline: timeline.clone(),
             log: console_log.clone(),
         };
-        let console = SerialConsole::pty(profile.clone(), Arc::new(lines))?;
-        host.observe(host_observer(&engine_cell, &timeline));
-
-        let terminal = config
-            .terminal
-            .as_ref()
-            .ok_or_else(|| RigError::Missing("terminal program".into()))?;
-        let card_slot = workdir.join("card-slot");
-        let fill = |arg: &str| {
-            arg.replace("{console}", &console.device())
-                .replace("{nvm}", &workdir.join("nvm").display().to_string())
-                .replace("{card_slot}", &card_slot.display().to_string())
-                .replace("{host}", &terminal_reaches_host.to_string())
-                .replace("{spec}", &config.host.spec.display().to_string())
+        let assembly = Assembly {
+            config,
+            options: &options,
+            workdir: &workdir,
+            runtime: &runtime,
+            codec: &codec,
+            profile: profile.clone(),
+            sink: Arc::new(lines),
+            timeline: timeline.clone(),
+            observer: host_observer(&engine_cell, &timeline),
         };
-        let mut args: Vec<String> = terminal.args.iter().map(|a| fill(a)).collect();
-        args.extend(options.terminal_args.iter().cloned());
-        let power = SimPower::new(TerminalCommand {
-            program: locate_program(&terminal.program),
-            args,
-            namespace: netns.as_ref().map(|n| n.namespace_path()),
-            stderr: workdir.join("terminal.stderr"),
-        });
-        let impairment: Option<Arc<dyn NetworkImpairment>> =
-            proxy.clone().map(|p| p as Arc<dyn NetworkImpairment>);
-        let link: Arc<dyn crate::capability::Link> = match (&netns, &proxy) {
-            (Some(netns), _) => netns.clone(),
-            (None, Some(proxy)) => proxy.clone(),
-            (None, None) => return Err(RigError::Other("no link backend could be set up".into())),
+        let parts = if config.simulated() {
+            simulated::assemble(assembly)?
+        } else {
+            hardware::assemble(assembly)?
         };
-        let capabilities = Capabilities {
-            power: Some(Arc::new(power)),
-            card: Some(Arc::new(SimCardFeeder::new(&card_slot, &config.cards))),
-            link: Some(link),
-            impairment,
-        };
-        let actuators = Arc::new(Actuators::new(capabilities, timeline.clone()));
+        let actuators = Arc::new(Actuators::new(parts.capabilities, timeline.clone()));
         let triggers = Arc::new(TriggerEngine::new(actuators.clone(), timeline.clone()));
         let _ = engine_cell.set(triggers.clone());
         register_for_panics(&actuators);
 
         let rig = Rig {
             triggers,
+            _input_watcher: parts.inputs,
             actuators,
-            console,
-            host,
+            console: parts.console,
+            host: parts.host,
             runtime,
             timeline,
             console_log,
             profile,
             codec,
-            link_kind,
+            link_kind: parts.link_kind,
             workdir,
             remove_workdir,
         };
@@ -353,6 +301,66 @@ impl Drop for Rig {
     }
 }
 
+/// What the simulated and hardware assemblies are given.
+struct Assembly<'a> {
+    config: &'a RigConfig,
+    options: &'a RigOptions,
+    workdir: &'a Path,
+    runtime: &'a tokio::runtime::Runtime,
+    codec: &'a Codec,
+    profile: Arc<Profile>,
+    sink: Arc<dyn LineSink>,
+    timeline: Timeline,
+    observer: posrig_host::Observer,
+}
+
+/// What they hand back.
+struct Parts {
+    capabilities: Capabilities,
+    console: SerialConsole,
+    host: Arc<Host>,
+    link_kind: LinkKind,
+    inputs: Option<InputWatcher>,
+}
+
+impl Assembly<'_> {
+    /// Starts the acquirer host (simulator or proxy, as configured) on `listen`, its journal
+    /// observed by the triggers and the timeline from the first message on.
+    fn start_host(&self, listen: SocketAddr) -> Result<Arc<Host>> {
+        let host = &self.config.host;
+        let mode = match &host.mode {
+            HostMode::Simulator => Mode::Simulator,
+            HostMode::Proxy { upstream } => Mode::Proxy {
+                upstream: resolve(upstream)?,
+            },
+        };
+        let mac_key = MacKey::from_hex(&host.mac_key).map_err(|e| RigError::Other(e.to_string()))?;
+        let started = self
+            .runtime
+            .block_on(Host::start_with_mode(
+                HostStart {
+                    listen,
+                    codec: self.codec.clone(),
+                    mac_key,
+                    settings: Settings::default(),
+                },
+                mode,
+            ))
+            .map_err(|e| RigError::io(format!("starting the acquirer host on {listen}"), e))?;
+        started.observe(self.observer.clone());
+        Ok(Arc::new(started))
+    }
+}
+
+/// The address of `host:port`, resolved once.
+fn resolve(upstream: &str) -> Result<SocketAddr> {
+    upstream
+        .to_socket_addrs()
+        .map_err(|e| RigError::io(format!("resolving the upstream acquirer host {upstream}"), e))?
+        .next()
+        .ok_or_else(|| RigError::Other(format!("the upstream acquirer host {upstream} has no address")))
+}
+
 /// The rig's console handler: triggers first (the timing-critical path), then the timeline and
 /// the log.
 struct RigLines {
@@ -381,6 +389,16 @@ impl LineSink for RigLines {
         }
         self.log.push(line);
     }
+
+    fn gap(&self, t_ns: u64, device: &str, reason: &str) {
+        let entry = Entry::new(t_ns, Source::Console, "gap", format!("{device}: {reason}"));
+        self.timeline.push(entry);
+    }
+
+    fn resumed(&self, t_ns: u64, device: &str) {
+        self.timeline
+            .push(Entry::new(t_ns, Source::Console, "resumed", device.to_string()));
+    }
 }
 
 /// The host's journal observer: triggers first, then the timeline.
@@ -404,45 +422,6 @@ fn host_observer(engine: &Arc<OnceLock<Arc<TriggerEngine>>>, timeline: &Timeline
         }
         timeline.push(record);
     })
-}
-
-fn choose_link(backend: LinkBackend) -> Result<LinkKind> {
-    // SAFETY: geteuid has no preconditions.
-    let privileged = unsafe { libc::geteuid() } == 0;
-    match backend {
-        LinkBackend::Netns if !privileged => Err(RigError::Other(
-            "link backend \"netns\" needs root (network namespaces); run as root or use \"proxy\"".into(),
-        )),
-        LinkBackend::Netns => Ok(LinkKind::Netns),
-        LinkBackend::Proxy => Ok(LinkKind::Proxy),
-        LinkBackend::Auto if privileged => Ok(LinkKind::Netns),
-        LinkBackend::Auto => Ok(LinkKind::Proxy),
-    }
-}
-
-/// A short tag unique to this rig in this process, for namespace and interface names.
-fn fresh_link_tag(name: &str) -> String {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let short: String = name.chars().filter(char::is_ascii_alphanumeric).take(3).collect();
-    format!("{short}{}{n}", std::process::id() % 10_000)
-}
-
-/// A /30 of the link-local range chosen from the tag, so rigs running side by side do not share
-/// a subnet (the same rig-side address on two interfaces breaks routing).
-fn link_addresses(tag: &str) -> NetnsAddresses {
-    let hash = tag
-        .bytes()
-        .fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619));
-    // Blocks of 4 addresses in 169.254.1.0 to 169.254.254.255, skipping the reserved first and
-    // last /24s.
-    let block = 64 + hash % (253 * 64);
-    let base = u32::from(Ipv4Addr::new(169, 254, 0, 0)) + block * 4;
-    NetnsAddresses {
-        rig: Ipv4Addr::from(base + 1),
-        terminal: Ipv4Addr::from(base + 2),
-        prefix_len: 30,
-    }
 }
 
 fn fresh_workdir(name: &str) -> PathBuf {
