@@ -319,3 +319,38 @@ fn a_panic_leaves_the_terminal_in_the_safe_state() {
         "card out"
     );
 }
+
+#[test]
+fn a_rig_that_cannot_reach_its_safe_state_refuses_to_start() {
+    let mut config = config();
+    if let Some(terminal) = config.terminal.as_mut() {
+        terminal.program = "/nonexistent/terminal-emulator".into();
+    }
+    let options = RigOptions {
+        link: Some(LinkBackend::Proxy),
+        ..RigOptions::default()
+    };
+    let message = match Rig::start(&config, options) {
+        Ok(_) => panic!("a rig whose terminal cannot be powered must not start"),
+        Err(error) => error.to_string(),
+    };
+    assert!(message.contains("cannot reach its safe state"), "{message}");
+    assert!(message.contains("/nonexistent/terminal-emulator"), "{message}");
+}
+
+#[test]
+fn a_hardware_rig_with_a_missing_device_stops_before_switching_anything() {
+    let path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/rigs/pi-example.toml"
+    ));
+    let config = RigConfig::load(&path).expect("the example configuration is valid");
+    let message = match Rig::start(&config, RigOptions::default()) {
+        Ok(_) => panic!("no USB UART here: the rig must not start"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        message.contains("console.device") && message.contains("no serial device"),
+        "{message}"
+    );
+}

@@ -1,7 +1,7 @@
 //! `cargo xtask nightly` runs the nightly suite against the simulated rig and leaves its records
 //! under `results/`; `cargo xtask test` runs every test, Rust and Python. Both build what they
 //! need first (the workspace, a venv, the posrig wheel), so they work from a fresh clone with Rust
-//! and Python 3.
+//! and Python 3. `cargo xtask pi` cross-builds the workspace for a Raspberry Pi (64-bit OS).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -11,7 +11,8 @@ fn main() -> ExitCode {
     let outcome = match task.as_str() {
         "nightly" => nightly(),
         "test" => test(),
-        _ => Err("usage: cargo xtask nightly | cargo xtask test".to_string()),
+        "pi" => pi(),
+        _ => Err("usage: cargo xtask nightly | cargo xtask test | cargo xtask pi [--debug]".to_string()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -62,6 +63,47 @@ fn build() -> Result<(), String> {
 }
 
 /// The main job: the nightly suite against the simulated rig, its records under `results/`.
+/// The Raspberry Pi's target (Raspberry Pi OS 64-bit, Pi 3, 4 and 5).
+const PI_TARGET: &str = "aarch64-unknown-linux-gnu";
+
+/// Cross-builds every crate for the Pi with Debian's aarch64 linker, release unless `--debug`
+/// follows (CI's quicker check); the Python extension is built as an extension module (no
+/// libpython to link against here).
+fn pi() -> Result<(), String> {
+    let profile = if std::env::args().nth(2).as_deref() == Some("--debug") {
+        "debug"
+    } else {
+        "release"
+    };
+    step(&format!(
+        "cross-building the workspace for the Raspberry Pi ({PI_TARGET})"
+    ));
+    if Command::new("aarch64-linux-gnu-gcc")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return Err("no aarch64 linker: apt-get install gcc-aarch64-linux-gnu".into());
+    }
+    let mut build = cargo();
+    build.args(["build", "--workspace", "--target", PI_TARGET]);
+    if profile == "release" {
+        build.arg("--release");
+    }
+    run(build
+        .env(
+            "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER",
+            "aarch64-linux-gnu-gcc",
+        )
+        .env("PYO3_BUILD_EXTENSION_MODULE", "1"))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    println!(
+        "\nbinaries for the Pi: {} (rigctl, acqhost, posterm, iso8583)",
+        target.join(PI_TARGET).join(profile).display()
+    );
+    Ok(())
+}
+
 fn nightly() -> Result<(), String> {
     build()?;
     let python = install_package()?;
