@@ -302,10 +302,11 @@ fn devices(config: &RigConfig, fail: &dyn Fn(&str, &str, String) -> RigError) ->
     }
     let mut interface = |table: &str, name: &str, namespace: &Option<String>| {
         // An interface inside another namespace cannot be seen from here; the backend checks it.
-        if namespace.is_none() {
+        let path = Path::new("/sys/class/net").join(name);
+        if namespace.is_none() && !devices.iter().any(|d: &Device| d.path == path) {
             devices.push(Device {
                 what: "network interface",
-                path: Path::new("/sys/class/net").join(name),
+                path,
                 missing: fail(
                     table,
                     "interface",

@@ -1,8 +1,13 @@
-//! Finds which event pattern a console line matches and reads its named groups, in about the
-//! time of two passes over the line: a lazy DFA over every pattern at once finds the pattern and
-//! the span it matched, then that pattern's one-pass DFA reads the groups over the span alone.
-//! (The general-purpose regex captures API runs a full search per call and costs several times
-//! more; this runs on the console's read path, once per line.)
+//! Finds which event pattern a console line matches and reads its named groups, once per line on
+//! the console's read path, in little more than one pass over the line.
+//!
+//! When every pattern begins with a literal (as `\] TXN sent mti=` does), one Aho-Corasick pass
+//! finds where each pattern could start; the candidates are tried in line order (and, at one
+//! place, in the order the patterns are written) with the pattern's one-pass DFA anchored there,
+//! which both confirms the match and reads its groups. Otherwise a lazy DFA over every pattern
+//! finds the pattern and where its match ends, that pattern's reverse DFA where it starts, and the
+//! one-pass DFA reads the groups over that span. (The general-purpose captures API runs a full
+//! search per call and costs several times more.)
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -13,9 +18,12 @@ use regex_automata::meta;
 use regex_automata::nfa::thompson;
 use regex_automata::util::captures::Captures;
 use regex_automata::{Anchored, Input, MatchKind, PatternID};
+use regex_syntax::hir::literal::Extractor;
 
 /// Every event pattern of a profile, compiled for the read path.
 pub(super) struct EventMatcher {
+    /// Where each pattern can start, when every pattern begins with a literal.
+    starts: Option<Starts>,
     /// All patterns at once, forward: which pattern matches first, and where its match ends.
     forward: DFA,
     /// All patterns reversed, searched for one pattern only, back from the end of its match:
@@ -57,7 +65,16 @@ enum GroupReader {
     },
 }
 
+/// The literals every match of each pattern begins with.
+struct Starts {
+    finder: aho_corasick::AhoCorasick,
+    /// The event pattern of each literal.
+    pattern_of: Vec<usize>,
+}
+
 struct Scratch {
+    /// Candidate (start, pattern) pairs of the line at hand.
+    candidates: Vec<(usize, usize)>,
     forward: DfaCache,
     reverse: DfaCache,
     /// Each pattern's captures (and one-pass cache), by pattern index.
@@ -89,11 +106,13 @@ impl EventMatcher {
             .build_many(patterns)
             .map_err(combine_error)?;
         let scratch = Mutex::new(Scratch {
+            candidates: Vec::new(),
             forward: forward.create_cache(),
             reverse: reverse.create_cache(),
             groups: readers.iter().map(GroupReader::scratch).collect(),
         });
         Ok(EventMatcher {
+            starts: Starts::new(patterns),
             forward,
             reverse,
             patterns: readers,
@@ -110,22 +129,40 @@ impl EventMatcher {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let Scratch {
+            candidates,
             forward,
             reverse,
             groups,
         } = &mut *scratch;
-        // The default lazy DFA configuration never gives up on a search, so neither errs.
-        let end = self.forward.try_search_fwd(forward, &Input::new(line)).ok()??;
-        let back = Input::new(line)
-            .range(..end.offset())
-            .anchored(Anchored::Pattern(end.pattern()));
-        let start = self.reverse.try_search_rev(reverse, &back).ok()??;
-        let index = end.pattern().as_usize();
-        let span = Input::new(line)
-            .range(start.offset()..end.offset())
-            .anchored(Anchored::Yes);
-        let (cache, captures) = &mut groups[index];
-        self.patterns[index].read(&span, cache.as_mut(), captures);
+        // The pattern that matches; its captures hold the groups.
+        let index = match &self.starts {
+            Some(starts) => {
+                starts.candidates(line, candidates);
+                let found = candidates.iter().find(|(start, index)| {
+                    let span = Input::new(line).range(*start..).anchored(Anchored::Yes);
+                    let (cache, captures) = &mut groups[*index];
+                    self.patterns[*index].read(&span, cache.as_mut(), captures);
+                    captures.is_match()
+                });
+                found?.1
+            }
+            None => {
+                // The default lazy DFA configuration never gives up on a search, so neither errs.
+                let end = self.forward.try_search_fwd(forward, &Input::new(line)).ok()??;
+                let back = Input::new(line)
+                    .range(..end.offset())
+                    .anchored(Anchored::Pattern(end.pattern()));
+                let start = self.reverse.try_search_rev(reverse, &back).ok()??;
+                let index = end.pattern().as_usize();
+                let span = Input::new(line)
+                    .range(start.offset()..end.offset())
+                    .anchored(Anchored::Yes);
+                let (cache, captures) = &mut groups[index];
+                self.patterns[index].read(&span, cache.as_mut(), captures);
+                index
+            }
+        };
+        let (_, captures) = &groups[index];
         let fields = self.patterns[index]
             .names()
             .iter()
@@ -135,6 +172,49 @@ impl EventMatcher {
             })
             .collect();
         Some((index, fields))
+    }
+}
+
+impl Starts {
+    /// The literals every pattern begins with, if each has a few (none when one pattern can begin
+    /// anywhere, e.g. `.*ERROR`).
+    fn new(patterns: &[&str]) -> Option<Starts> {
+        let mut literals = Vec::new();
+        let mut pattern_of = Vec::new();
+        for (index, pattern) in patterns.iter().enumerate() {
+            let hir = regex_syntax::ParserBuilder::new()
+                .unicode(false)
+                .utf8(false)
+                .build()
+                .parse(pattern)
+                .ok()?;
+            let prefixes = Extractor::new().extract(&hir);
+            for literal in prefixes.literals()? {
+                if literal.as_bytes().is_empty() {
+                    return None;
+                }
+                literals.push(literal.as_bytes().to_vec());
+                pattern_of.push(index);
+            }
+        }
+        let finder = aho_corasick::AhoCorasick::new(&literals).ok()?;
+        Some(Starts { finder, pattern_of })
+    }
+
+    /// Where patterns could match in `line`, as (start, pattern) in line order and, at one
+    /// place, in pattern order.
+    fn candidates(&self, line: &str, into: &mut Vec<(usize, usize)>) {
+        into.clear();
+        let mut state = aho_corasick::automaton::OverlappingState::start();
+        loop {
+            self.finder.find_overlapping(line, &mut state);
+            let Some(found) = state.get_match() else {
+                break;
+            };
+            into.push((found.start(), self.pattern_of[found.pattern().as_usize()]));
+        }
+        into.sort_unstable();
+        into.dedup();
     }
 }
 
@@ -203,7 +283,19 @@ mod tests {
     use super::*;
 
     fn matcher(patterns: &[&str]) -> EventMatcher {
-        EventMatcher::new(patterns).unwrap()
+        let matcher = EventMatcher::new(patterns).unwrap();
+        assert!(
+            matcher.starts.is_some(),
+            "these patterns all begin with a literal"
+        );
+        matcher
+    }
+
+    /// The same patterns matched by the DFA path alone.
+    fn through_the_dfa(patterns: &[&str]) -> EventMatcher {
+        let mut matcher = EventMatcher::new(patterns).unwrap();
+        matcher.starts = None;
+        matcher
     }
 
     fn field<'a>(found: &'a (usize, BTreeMap<String, String>), name: &str) -> &'a str {
@@ -263,6 +355,51 @@ mod tests {
         assert_eq!(field(&card, "card"), "银联卡");
         let sign_on = events.matches("[ 3.1] 签到 成功").unwrap();
         assert_eq!((sign_on.0, field(&sign_on, "result")), (1, "成功"));
+    }
+
+    #[test]
+    fn the_literal_and_the_dfa_paths_agree() {
+        let patterns = [
+            r"\] TXN sent mti=(?P<mti>\d{4}) stan=(?P<stan>\d{6})",
+            r"\] TXN (?P<what>\w+)",
+            r"\] ERROR (?P<why>.*)",
+            r"\] ERROR code=(?P<code>\d+)",
+            r"\] REVERSAL rejected stan=(?P<stan>\d{6}) (?P<why>.*) attempt=(?P<attempt>\d+)",
+            r"(?:READY|BOOT) (?P<rest>.*)",
+        ];
+        let lines = [
+            "[ 1.0] TXN sent mti=0200 stan=000001",
+            "[ 1.0] TXN sent mti=02x0 stan=000001",
+            "[ 1.0] TXN reply mti=0210",
+            "[ 1.0] ERROR code=7 disk",
+            "] ERROR x ] TXN late",
+            "[ 1.0] REVERSAL rejected stan=000009 rc=96 attempt=2/3",
+            "[ 1.0] REVERSAL rejected stan=000009 no attempt here",
+            "[ 1.0] BOOT posterm READY now",
+            "nothing to see",
+            "",
+        ];
+        let (literal, dfa) = (matcher(&patterns), through_the_dfa(&patterns));
+        for line in lines {
+            assert_eq!(literal.matches(line), dfa.matches(line), "{line:?}");
+        }
+        assert_eq!(
+            literal.matches(lines[1]).unwrap().0,
+            1,
+            "a failed candidate gives way to the next"
+        );
+    }
+
+    #[test]
+    fn a_pattern_that_can_begin_anywhere_is_matched_by_the_dfa() {
+        let events = EventMatcher::new(&[r"\] READY", r"(?P<free>\S+) bytes free"]).unwrap();
+        assert!(events.starts.is_none());
+        let found = events.matches("[ 1.0] heap: 4096 bytes free").unwrap();
+        assert_eq!((found.0, field(&found, "free")), (1, "4096"));
+        // A pattern that begins with one of a few characters still has literal starts.
+        let digits = matcher(&[r"\] READY", r"(?P<free>\d+) bytes free"]);
+        let found = digits.matches("[ 1.0] heap: 4096 bytes free").unwrap();
+        assert_eq!((found.0, field(&found, "free")), (1, "4096"));
     }
 
     #[test]
