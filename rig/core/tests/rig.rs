@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use posrig_core::actuators::Action;
 use posrig_core::capability::Impairment;
-use posrig_core::config::{LinkBackend, RigConfig};
+use posrig_core::config::{HostMode, LinkBackend, RigConfig};
 use posrig_core::profile::SALE_ENDINGS;
 use posrig_core::rig::{LinkKind, Rig, RigOptions};
 use posrig_core::timeline::Source;
@@ -32,12 +32,17 @@ fn root() -> bool {
 
 /// A started rig on `link`, its terminal ready, a card in.
 fn rig_on(link: LinkBackend, terminal_args: &[&str]) -> Rig {
+    rig_with(&config(), link, terminal_args)
+}
+
+/// A started rig of `config` on `link`, its terminal ready, a card in.
+fn rig_with(config: &RigConfig, link: LinkBackend, terminal_args: &[&str]) -> Rig {
     let options = RigOptions {
         terminal_args: terminal_args.iter().map(|a| a.to_string()).collect(),
         link: Some(link),
         ..RigOptions::default()
     };
-    let rig = Rig::start(&config(), options).expect("the rig starts");
+    let rig = Rig::start(config, options).expect("the rig starts");
     rig.wait_event(0, WAIT, &["ready"]).expect("the terminal boots");
     rig.perform(&Action::CardInsert {
         card: "unionpay-debit".into(),
@@ -353,4 +358,63 @@ fn a_hardware_rig_with_a_missing_device_stops_before_switching_anything() {
         message.contains("console.device") && message.contains("no serial device"),
         "{message}"
     );
+}
+
+/// An acquirer host simulator standing in for a real test host, on its own runtime.
+fn real_test_host(runtime: &tokio::runtime::Runtime, config: &RigConfig) -> posrig_host::Host {
+    let spec = posrig_iso8583::Spec::load(&config.host.spec).unwrap();
+    runtime
+        .block_on(posrig_host::Host::start(posrig_host::HostConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            codec: posrig_iso8583::Codec::new(spec),
+            mac_key: posrig_iso8583::MacKey::from_hex(&config.host.mac_key).unwrap(),
+            settings: posrig_host::Settings::default(),
+        }))
+        .unwrap()
+}
+
+#[test]
+fn in_proxy_mode_the_rig_relays_to_the_real_host_and_a_lost_reply_is_reversed_there() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut config = config();
+    let upstream = real_test_host(&runtime, &config);
+    config.host.mode = HostMode::Proxy {
+        upstream: upstream.addr().to_string(),
+    };
+    let rig = rig_with(&config, LinkBackend::Proxy, &[]);
+    // The knob acts at the proxy: the real host approves, the terminal never hears it.
+    let rule: posrig_host::Rule =
+        serde_json::from_value(serde_json::json!({"kind": "sale", "action": "drop_reply"})).unwrap();
+    rig.host().add_rule(rule).unwrap();
+    let mark = start_sale(&rig);
+    let done = rig
+        .wait_event(
+            mark,
+            Duration::from_secs(30),
+            &["reversal_done", "reversal_failed"],
+        )
+        .unwrap();
+    assert_eq!(done.name, "reversal_done", "{}", rig.transcript());
+    // The real host booked the sale and its reversal: nothing charged.
+    let books = upstream.ledger();
+    let sale = books
+        .entries
+        .values()
+        .find(|e| e.kind == posrig_host::EntryKind::Sale)
+        .expect("the sale reached the real host");
+    assert!(
+        sale.reversals_applied == 1 && books.net(&sale.key) == 0,
+        "{books:?}"
+    );
+    // The rig's journal shows both directions of the relayed traffic, and the oracle is satisfied.
+    let seen: Vec<String> = rig
+        .host()
+        .journal(0)
+        .iter()
+        .filter_map(|e| e.mti.clone())
+        .collect();
+    for mti in ["0200", "0210", "0400", "0410"] {
+        assert!(seen.iter().any(|m| m == mti), "{mti} missing from {seen:?}");
+    }
+    assert!(rig.verdict().unwrap().passed());
 }
