@@ -21,7 +21,7 @@ macro_rules! skip_unless_root {
     () => {
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
-            println!("skipped: network namespaces need root (CI runs these tests as root)");
+            eprintln!("skipped: network namespaces need root (CI runs these tests as root)");
             return;
         }
     };
