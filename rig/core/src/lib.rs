@@ -6,6 +6,7 @@ pub mod capability;
 pub mod error;
 pub mod gpio;
 pub mod linux;
+mod literals;
 pub mod profile;
 pub mod timeline;
 

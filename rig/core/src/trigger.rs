@@ -6,6 +6,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -169,18 +170,41 @@ struct Armed {
     /// DFA, lazily built or built in full when armed, makes the first match after a quiet spell
     /// slower, by tens of microseconds).
     console: Option<regex_automata::meta::Regex>,
+    /// The literals a console match begins with, when it has a few: lines without them are
+    /// turned away before the matcher runs.
+    console_starts: Option<aho_corasick::AhoCorasick>,
 }
 
 impl Armed {
     fn new(id: u64, trigger: Trigger) -> Armed {
-        let console = match &trigger.when {
-            When::Console(regex) => regex_automata::meta::Regex::builder()
-                .configure(regex_automata::meta::Config::new().hybrid(false).dfa(false))
-                .build(regex.as_str())
-                .ok(),
-            _ => None,
+        let (console, console_starts) = match &trigger.when {
+            When::Console(regex) => (
+                regex_automata::meta::Regex::builder()
+                    .configure(regex_automata::meta::Config::new().hybrid(false).dfa(false))
+                    .build(regex.as_str())
+                    .ok(),
+                crate::literals::prefixes(regex.as_str(), true)
+                    .and_then(|literals| aho_corasick::AhoCorasick::new(literals).ok()),
+            ),
+            _ => (None, None),
         };
-        Armed { id, trigger, console }
+        Armed {
+            id,
+            trigger,
+            console,
+            console_starts,
+        }
+    }
+
+    /// True when this is a console trigger whose pattern matches `text`.
+    fn console_matches(&self, text: &str) -> bool {
+        let Some(regex) = &self.console else {
+            return false;
+        };
+        self.console_starts
+            .as_ref()
+            .is_none_or(|starts| starts.is_match(text))
+            && regex.is_match(text)
     }
 }
 
@@ -206,6 +230,10 @@ struct Shared {
     timeline: Timeline,
     state: Mutex<State>,
     wake: Condvar,
+    /// Whether any console trigger and any event trigger is armed, kept with `state.armed` so
+    /// the console's read path skips the lock for a line no trigger could want.
+    console_armed: AtomicBool,
+    event_armed: AtomicBool,
 }
 
 /// The trigger engine. Dropping it stops its scheduler.
@@ -229,6 +257,8 @@ impl TriggerEngine {
                 stopping: false,
             }),
             wake: Condvar::new(),
+            console_armed: AtomicBool::new(false),
+            event_armed: AtomicBool::new(false),
         });
         let scheduler = {
             let shared = shared.clone();
@@ -259,6 +289,7 @@ impl TriggerEngine {
         ));
         let fires_now = matches!(trigger.when, When::Armed);
         state.armed.push(Armed::new(id, trigger));
+        self.shared.note_kinds(&state);
         drop(state);
         if fires_now {
             self.shared
@@ -269,12 +300,9 @@ impl TriggerEngine {
 
     /// Disarms a trigger; its pending actions still run.
     pub fn disarm(&self, id: u64) {
-        self.shared
-            .state
-            .lock()
-            .expect("trigger lock")
-            .armed
-            .retain(|a| a.id != id);
+        let mut state = self.shared.state.lock().expect("trigger lock");
+        state.armed.retain(|a| a.id != id);
+        self.shared.note_kinds(&state);
     }
 
     /// Every firing so far.
@@ -306,11 +334,10 @@ impl TriggerEngine {
     /// Called by the console reader with a line's raw text, in its read path, before the line is
     /// parsed: console-regex triggers fire here.
     pub fn on_console_text(&self, text: &str, t_ns: u64) {
-        self.shared.matched(
-            |a| a.console.as_ref().is_some_and(|regex| regex.is_match(text)),
-            t_ns,
-            text,
-        );
+        if !self.shared.console_armed.load(Ordering::Acquire) {
+            return;
+        }
+        self.shared.matched(|a| a.console_matches(text), t_ns, text);
     }
 
     /// Called by the console reader with each parsed line: canonical-event triggers fire here.
@@ -318,6 +345,9 @@ impl TriggerEngine {
         let Some(event) = &line.event else {
             return;
         };
+        if !self.shared.event_armed.load(Ordering::Acquire) {
+            return;
+        }
         self.shared.matched(
             |a| match &a.trigger.when {
                 When::Event { name, fields } => {
@@ -385,6 +415,7 @@ impl Shared {
             state
                 .armed
                 .retain(|a| a.trigger.every_time || !hits.iter().any(|(id, ..)| *id == a.id));
+            self.note_kinds(&state);
             for (id, action, hold, after) in hits {
                 let firing = state.firings.len();
                 state.firings.push(Firing {
@@ -411,6 +442,15 @@ impl Shared {
         for (id, firing) in now_jobs {
             self.act(id, firing);
         }
+    }
+
+    /// Notes which kinds of trigger `state` has armed.
+    fn note_kinds(&self, state: &State) {
+        let any = |kind: fn(&When) -> bool| state.armed.iter().any(|a| kind(&a.trigger.when));
+        self.console_armed
+            .store(any(|w| matches!(w, When::Console(_))), Ordering::Release);
+        self.event_armed
+            .store(any(|w| matches!(w, When::Event { .. })), Ordering::Release);
     }
 
     /// Performs the action of firing `firing` and schedules its undo.

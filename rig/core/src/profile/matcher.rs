@@ -1,16 +1,16 @@
 //! Finds which event pattern a console line matches and reads its named groups, once per line on
 //! the console's read path, in little more than one pass over the line.
 //!
-//! When every pattern begins with a literal (as `\] TXN sent mti=` does), one Aho-Corasick pass
-//! finds where each pattern could start; the candidates are tried in line order (and, at one
-//! place, in the order the patterns are written) with the pattern's one-pass DFA anchored there,
-//! which both confirms the match and reads its groups. Otherwise a lazy DFA over every pattern
-//! finds the pattern and where its match ends, that pattern's reverse DFA where it starts, and the
-//! one-pass DFA reads the groups over that span. (The general-purpose captures API runs a full
-//! search per call and costs several times more.)
+//! When every pattern begins with a literal (as `\] TXN sent mti=` does), an Aho-Corasick search
+//! finds the leftmost literal — a line with none is no event, which is most of a busy log — and
+//! that literal's pattern, run as a one-pass DFA anchored there, confirms the match and reads its
+//! groups in one go: nothing can match earlier, and nothing written before it matches there.
+//! When it does not match there (or some pattern has no literal), a lazy DFA over every pattern
+//! finds the pattern and where its match ends, that pattern's reverse DFA where it starts, and
+//! the one-pass DFA reads the groups over that span. (The general-purpose captures API runs a
+//! full search per call and costs several times more.)
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use regex_automata::dfa::onepass;
 use regex_automata::hybrid::dfa::{Cache as DfaCache, DFA};
@@ -18,7 +18,8 @@ use regex_automata::meta;
 use regex_automata::nfa::thompson;
 use regex_automata::util::captures::Captures;
 use regex_automata::{Anchored, Input, MatchKind, PatternID};
-use regex_syntax::hir::literal::Extractor;
+
+use super::Fields;
 
 /// Every event pattern of a profile, compiled for the read path.
 pub(super) struct EventMatcher {
@@ -56,12 +57,12 @@ enum GroupReader {
     /// The common case: the pattern is one-pass (at each byte at most one way forward).
     OnePass {
         dfa: Box<onepass::DFA>,
-        names: Vec<(usize, String)>,
+        names: Vec<(usize, Arc<str>)>,
     },
     /// Patterns such as `(?P<why>.*) attempt=` need backtracking.
     General {
         regex: meta::Regex,
-        names: Vec<(usize, String)>,
+        names: Vec<(usize, Arc<str>)>,
     },
 }
 
@@ -73,8 +74,6 @@ struct Starts {
 }
 
 struct Scratch {
-    /// Candidate (start, pattern) pairs of the line at hand.
-    candidates: Vec<(usize, usize)>,
     forward: DfaCache,
     reverse: DfaCache,
     /// Each pattern's captures (and one-pass cache), by pattern index.
@@ -106,7 +105,6 @@ impl EventMatcher {
             .build_many(patterns)
             .map_err(combine_error)?;
         let scratch = Mutex::new(Scratch {
-            candidates: Vec::new(),
             forward: forward.create_cache(),
             reverse: reverse.create_cache(),
             groups: readers.iter().map(GroupReader::scratch).collect(),
@@ -123,30 +121,35 @@ impl EventMatcher {
 
     /// The index of the pattern `line` matches (the earliest match in the line; at the same
     /// place, the pattern written first) and its named groups' values.
-    pub(super) fn matches(&self, line: &str) -> Option<(usize, BTreeMap<String, String>)> {
+    pub(super) fn matches(&self, line: &str) -> Option<(usize, Fields)> {
         let mut scratch = self
             .scratch
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let Scratch {
-            candidates,
             forward,
             reverse,
             groups,
         } = &mut *scratch;
         // The pattern that matches; its captures hold the groups.
-        let index = match &self.starts {
-            Some(starts) => {
-                starts.candidates(line, candidates);
-                let found = candidates.iter().find(|(start, index)| {
-                    let span = Input::new(line).range(*start..).anchored(Anchored::Yes);
-                    let (cache, captures) = &mut groups[*index];
-                    self.patterns[*index].read(&span, cache.as_mut(), captures);
+        let first = self.starts.as_ref().map(|starts| starts.first(line));
+        let index = match first {
+            // No pattern's literal in the line: no pattern can match.
+            Some(None) => return None,
+            // The leftmost literal (and, of those there, the first pattern's): if its pattern
+            // matches there, nothing can match earlier or win at that place.
+            Some(Some((start, index)))
+                if {
+                    let span = Input::new(line).range(start..).anchored(Anchored::Yes);
+                    let (cache, captures) = &mut groups[index];
+                    self.patterns[index].read(&span, cache.as_mut(), captures);
                     captures.is_match()
-                });
-                found?.1
+                } =>
+            {
+                index
             }
-            None => {
+            // Otherwise the DFAs decide.
+            _ => {
                 // The default lazy DFA configuration never gives up on a search, so neither errs.
                 let end = self.forward.try_search_fwd(forward, &Input::new(line)).ok()??;
                 let back = Input::new(line)
@@ -163,14 +166,18 @@ impl EventMatcher {
             }
         };
         let (_, captures) = &groups[index];
-        let fields = self.patterns[index]
-            .names()
-            .iter()
-            .filter_map(|(group, name)| {
-                let value = &line.as_bytes()[captures.get_group(*group)?.range()];
-                Some((name.clone(), String::from_utf8_lossy(value).into_owned()))
-            })
-            .collect();
+        let names = self.patterns[index].names();
+        let mut fields = Fields::with_capacity(names.len());
+        for (group, name) in names {
+            if let Some(span) = captures.get_group(*group) {
+                // A byte-wise pattern may, rarely, split a character: then the value is lossy.
+                let value = line.get(span.range()).map_or_else(
+                    || String::from_utf8_lossy(&line.as_bytes()[span.range()]).into_owned(),
+                    str::to_string,
+                );
+                fields.push(name.clone(), value);
+            }
+        }
         Some((index, fields))
     }
 }
@@ -182,48 +189,32 @@ impl Starts {
         let mut literals = Vec::new();
         let mut pattern_of = Vec::new();
         for (index, pattern) in patterns.iter().enumerate() {
-            let hir = regex_syntax::ParserBuilder::new()
-                .unicode(false)
-                .utf8(false)
-                .build()
-                .parse(pattern)
-                .ok()?;
-            let prefixes = Extractor::new().extract(&hir);
-            for literal in prefixes.literals()? {
-                if literal.as_bytes().is_empty() {
-                    return None;
-                }
-                literals.push(literal.as_bytes().to_vec());
+            for literal in crate::literals::prefixes(pattern, false)? {
+                literals.push(literal);
                 pattern_of.push(index);
             }
         }
-        let finder = aho_corasick::AhoCorasick::new(&literals).ok()?;
+        let finder = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+            .build(&literals)
+            .ok()?;
         Some(Starts { finder, pattern_of })
     }
 
-    /// Where patterns could match in `line`, as (start, pattern) in line order and, at one
-    /// place, in pattern order.
-    fn candidates(&self, line: &str, into: &mut Vec<(usize, usize)>) {
-        into.clear();
-        let mut state = aho_corasick::automaton::OverlappingState::start();
-        loop {
-            self.finder.find_overlapping(line, &mut state);
-            let Some(found) = state.get_match() else {
-                break;
-            };
-            into.push((found.start(), self.pattern_of[found.pattern().as_usize()]));
-        }
-        into.sort_unstable();
-        into.dedup();
+    /// The leftmost place a pattern's literal begins in `line` and, of the patterns whose literal
+    /// begins there, the first written.
+    fn first(&self, line: &str) -> Option<(usize, usize)> {
+        let found = self.finder.find(line)?;
+        Some((found.start(), self.pattern_of[found.pattern().as_usize()]))
     }
 }
 
 impl GroupReader {
     fn new(pattern: &str) -> Result<GroupReader, String> {
-        let names = |info: &regex_automata::util::captures::GroupInfo| -> Vec<(usize, String)> {
+        let names = |info: &regex_automata::util::captures::GroupInfo| -> Vec<(usize, Arc<str>)> {
             info.pattern_names(PatternID::ZERO)
                 .enumerate()
-                .filter_map(|(index, name)| Some((index, name?.to_string())))
+                .filter_map(|(index, name)| Some((index, Arc::from(name?))))
                 .collect()
         };
         match onepass::DFA::builder().syntax(bytewise()).build(pattern) {
@@ -250,7 +241,7 @@ impl GroupReader {
         }
     }
 
-    fn names(&self) -> &[(usize, String)] {
+    fn names(&self) -> &[(usize, Arc<str>)] {
         match self {
             GroupReader::OnePass { names, .. } | GroupReader::General { names, .. } => names,
         }
@@ -298,8 +289,8 @@ mod tests {
         matcher
     }
 
-    fn field<'a>(found: &'a (usize, BTreeMap<String, String>), name: &str) -> &'a str {
-        found.1.get(name).map_or("<absent>", String::as_str)
+    fn field<'a>(found: &'a (usize, Fields), name: &str) -> &'a str {
+        found.1.get(name).unwrap_or("<absent>")
     }
 
     #[test]

@@ -384,7 +384,11 @@ impl LineSink for RigLines {
             .push(Entry::new(line.t_ns, Source::Console, "line", line.text.clone()));
         if let Some(event) = &line.event {
             let mut entry = Entry::new(line.t_ns, Source::Terminal, event.name.clone(), line.text.clone());
-            entry.fields = event.fields.clone().into_iter().collect();
+            entry.fields = event
+                .fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             self.timeline.push(entry);
         }
         self.log.push(line);

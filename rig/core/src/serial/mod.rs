@@ -284,29 +284,97 @@ async fn reopen(settings: &SerialSettings, stopped: &mut oneshot::Receiver<()>) 
 }
 
 /// Splits `bytes` into lines (carrying a partial line over in `pending`) and hands each to `sink`.
+/// The complete lines of a read are checked as UTF-8 in one go; a read with invalid bytes is
+/// taken line by line, each made valid with U+FFFD.
 fn deliver(bytes: &[u8], pending: &mut Vec<u8>, t_ns: u64, profile: &Profile, sink: &Arc<dyn LineSink>) {
-    let mut rest = bytes;
-    while let Some(end) = rest.iter().position(|&b| b == b'\n') {
-        let line = if pending.is_empty() {
-            &rest[..end]
-        } else {
-            pending.extend_from_slice(&rest[..end]);
-            &pending[..]
-        };
-        let text = match std::str::from_utf8(line) {
-            Ok(text) => std::borrow::Cow::Borrowed(text),
-            Err(_) => String::from_utf8_lossy(line),
-        };
-        let text = text.trim_end_matches('\r');
-        sink.raw(text, t_ns);
-        let event = profile.parse(text);
-        sink.line(&ConsoleLine {
-            t_ns,
-            text: text.to_string(),
-            event,
-        });
+    let Some(last) = memchr::memrchr(b'\n', bytes) else {
+        pending.extend_from_slice(bytes);
+        return;
+    };
+    let (mut complete, partial) = bytes.split_at(last + 1);
+    if !pending.is_empty() {
+        let end = memchr::memchr(b'\n', complete).unwrap_or(last);
+        pending.extend_from_slice(&complete[..end]);
+        hand_over(&String::from_utf8_lossy(pending), t_ns, profile, sink);
         pending.clear();
-        rest = &rest[end + 1..];
+        complete = &complete[end + 1..];
     }
-    pending.extend_from_slice(rest);
+    match std::str::from_utf8(complete) {
+        Ok(text) => text
+            .split_terminator('\n')
+            .for_each(|line| hand_over(line, t_ns, profile, sink)),
+        Err(_) => complete
+            .split(|&b| b == b'\n')
+            .take(complete.iter().filter(|&&b| b == b'\n').count())
+            .for_each(|line| hand_over(&String::from_utf8_lossy(line), t_ns, profile, sink)),
+    }
+    pending.extend_from_slice(partial);
+}
+
+/// One complete line to `sink`: raw first (console triggers act there), then with its event.
+fn hand_over(line: &str, t_ns: u64, profile: &Profile, sink: &Arc<dyn LineSink>) {
+    let text = line.trim_end_matches('\r');
+    sink.raw(text, t_ns);
+    let event = profile.parse(text);
+    sink.line(&ConsoleLine {
+        t_ns,
+        text: text.to_string(),
+        event,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every line `deliver` hands over, raw and parsed, for reads of `chunks`.
+    fn lines_of(chunks: &[&[u8]]) -> Vec<(String, Option<String>)> {
+        let profile = Profile::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/terminals/posterm.toml"
+        )))
+        .unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink: Arc<dyn LineSink> = {
+            let seen = seen.clone();
+            Arc::new(move |line: &ConsoleLine| {
+                let event = line.event.as_ref().map(|e| e.name.clone());
+                seen.lock().unwrap().push((line.text.clone(), event));
+            })
+        };
+        let mut pending = Vec::new();
+        for chunk in chunks {
+            deliver(chunk, &mut pending, 1, &profile, &sink);
+        }
+        let lines = seen.lock().unwrap().clone();
+        lines
+    }
+
+    #[test]
+    fn lines_split_across_reads_and_characters_arrive_whole() {
+        let text = "[ 1.0] READY\r\n[ 2.0] CARD read name=\"银联\" pan=6222\n\n[ 3.0] BOOT x\n";
+        let bytes = text.as_bytes();
+        let cut = text.find("银").unwrap() + 1; // inside the character
+        let lines = lines_of(&[&bytes[..5], &bytes[5..cut], &bytes[cut..]]);
+        let texts: Vec<&str> = lines.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "[ 1.0] READY",
+                "[ 2.0] CARD read name=\"银联\" pan=6222",
+                "",
+                "[ 3.0] BOOT x"
+            ]
+        );
+        assert_eq!(lines[1].1.as_deref(), Some("card_read"));
+    }
+
+    #[test]
+    fn invalid_bytes_become_replacement_characters_and_the_line_still_counts() {
+        let lines = lines_of(&[b"[ 1.0] READY \xff\n[ 2.0] BOOT ok\npartial"]);
+        assert_eq!(lines.len(), 2, "the unfinished line waits for its end");
+        assert_eq!(lines[0].0, "[ 1.0] READY \u{fffd}");
+        assert_eq!(lines[0].1.as_deref(), Some("ready"));
+        assert_eq!(lines[1].0, "[ 2.0] BOOT ok");
+    }
 }
