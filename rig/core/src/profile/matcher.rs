@@ -196,6 +196,8 @@ impl Starts {
         }
         let finder = aho_corasick::AhoCorasick::builder()
             .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+            // A full DFA: a profile has tens of literals, and its search is the fastest.
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(&literals)
             .ok()?;
         Some(Starts { finder, pattern_of })
