@@ -27,6 +27,8 @@ pub enum Source {
     Actuator,
     /// A trigger matched and fired.
     Trigger,
+    /// A GPIO input the rig watches changed (a sensor, a line from the terminal).
+    Input,
     /// A marker a test placed.
     Marker,
 }

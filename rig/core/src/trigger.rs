@@ -1,5 +1,5 @@
-//! The trigger engine: "when <console regex | canonical event | host message | timer> [after Δ]
-//! do <action> [for a duration], once or every time". Triggers fire without the caller in the
+//! The trigger engine: "when `console regex | canonical event | host message | timer` [after Δ]
+//! do `action` [for a duration], once or every time". Triggers fire without the caller in the
 //! loop: a console match is acted on in the console's read path, a host match in the host's
 //! journal path, and delayed actions and undos on the engine's own scheduler thread. Each firing
 //! records when its event happened, when the action started and when it completed.

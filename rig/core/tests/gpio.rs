@@ -337,7 +337,7 @@ fn input_entries(timeline: &Timeline, name: &str) -> Vec<String> {
     timeline
         .entries()
         .into_iter()
-        .filter(|e| e.source == Source::Actuator && e.name == name)
+        .filter(|e| e.source == Source::Input && e.name == name)
         .map(|e| e.detail)
         .collect()
 }

@@ -290,6 +290,12 @@ impl Layout {
                     }
                 }
                 Source::Marker => ticks.push(labelled(Lane::Test, x, RGBColor(60, 60, 60), e.name.clone())),
+                Source::Input => ticks.push(labelled(
+                    Lane::Test,
+                    x,
+                    RGBColor(120, 60, 160),
+                    format!("{} {}", e.name, e.detail),
+                )),
             }
         }
         if let Some((from, label)) = impaired {

@@ -86,7 +86,7 @@ impl Watched {
         }
         let direction = if edge.active { "rising" } else { "falling" };
         Ok(Some(
-            Entry::new(edge.since_ns, Source::Actuator, self.entry_name(), direction)
+            Entry::new(edge.since_ns, Source::Input, self.entry_name(), direction)
                 .with("pin", format!("GPIO{}", self.input.pin()))
                 .with("level", self.input.level_for(edge.active).to_string())
                 .with("confirmed_ns", edge.confirmed_ns.to_string()),
@@ -148,7 +148,7 @@ fn watch(mut watched: Vec<Watched>, stop: &AtomicBool, timeline: &Timeline) {
             }
             Err(e) => {
                 let detail = format!("read failed, no longer watched: {e}");
-                timeline.push(Entry::new(now_ns(), Source::Actuator, w.entry_name(), detail));
+                timeline.push(Entry::new(now_ns(), Source::Input, w.entry_name(), detail));
                 false
             }
         });

@@ -9,13 +9,14 @@ use std::sync::Arc;
 
 use crate::actuators::Capabilities;
 use crate::capability::{CardFeeder, NetworkImpairment};
-use crate::config::{CardFeederConfig, GpioConfig, ImpairmentConfig, LinkConfig, PowerConfig, RigConfig};
+use crate::config::{
+    CardFeederConfig, ConsoleConfig, GpioConfig, ImpairmentConfig, LinkConfig, PowerConfig, RigConfig,
+};
 use crate::error::{Result, RigError};
 use crate::gpio::{CdevGpio, GpioDriver, GpioRelay, InputWatcher, RppalGpio, ServoFeeder, SolenoidFeeder};
 use crate::linux::netlink_link::NetlinkLink;
 use crate::linux::nftables::NftablesImpairment;
 use crate::serial::SerialConsole;
-use crate::serial::SerialSettings;
 use crate::sim::proxy::ProxyLink;
 
 use super::{Assembly, LinkKind, Parts};
@@ -67,8 +68,8 @@ pub(super) fn assemble(a: Assembly<'_>) -> Result<Parts> {
         _ => nftables.map(|n| n as Arc<dyn NetworkImpairment>),
     };
     let console = match &config.console {
-        crate::config::ConsoleConfig::Serial(settings) => open_console(settings, &a)?,
-        crate::config::ConsoleConfig::SimPty {} => unreachable!("the configuration refuses sim-pty here"),
+        ConsoleConfig::Serial(settings) => SerialConsole::open(settings, a.profile.clone(), a.sink.clone())?,
+        ConsoleConfig::SimPty {} => unreachable!("the configuration refuses sim-pty here"),
     };
     Ok(Parts {
         capabilities: Capabilities {
@@ -96,8 +97,4 @@ fn open_gpio(config: &RigConfig) -> Result<Option<Box<dyn GpioDriver>>> {
         (Some(GpioConfig::Cdev(cdev)), _) => Some(Box::new(CdevGpio::open(cdev)?)),
         (None, _) => None,
     })
-}
-
-fn open_console(settings: &SerialSettings, a: &Assembly<'_>) -> Result<SerialConsole> {
-    SerialConsole::open(settings, a.profile.clone(), a.sink.clone())
 }
