@@ -2,8 +2,9 @@
 is in flight (P11), P13 with the link down, and a slow or lossy path (P4, P5 over an impaired link).
 
 The link is switched with rig.link.down()/up() or a trigger (`rig.when(...).do("link_down")`),
-which work on both link backends (netns, proxy); impairments need the proxy backend
-(`--link proxy`) and are skipped, with the reason, on a rig without them.
+which work on every link backend; impairments come from the userspace proxy the simulated rig puts
+on either of its links (on hardware, from nftables or the proxy) and are skipped, with the reason,
+on a rig configured without them.
 """
 
 from __future__ import annotations

@@ -47,15 +47,16 @@ pub(super) fn assemble(a: Assembly<'_>) -> Result<Parts> {
         config.host.address.unwrap_or(host_ip),
         config.host.port,
     ))?;
-    let proxy = match link_kind {
-        LinkKind::Proxy => {
-            let listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
-            let prefix = a.codec.spec().frame.length_prefix_bytes;
-            Some(Arc::new(ProxyLink::start(listen, host.addr(), prefix)?))
-        }
-        _ => None,
-    };
-    let terminal_reaches_host = proxy.as_ref().map_or(host.addr(), |p| p.addr());
+    // The terminal reaches the host through the userspace proxy on either link: on the proxy link
+    // it is also what cuts the link; behind a veth it gives the delay, loss and resets netlink
+    // cannot.
+    let prefix = a.codec.spec().frame.length_prefix_bytes;
+    let proxy = Arc::new(ProxyLink::start(
+        SocketAddr::new(host_ip, 0),
+        host.addr(),
+        prefix,
+    )?);
+    let terminal_reaches_host = proxy.addr();
     let console = SerialConsole::pty(a.profile.clone(), a.sink.clone())?;
 
     let terminal = config
@@ -78,19 +79,17 @@ pub(super) fn assemble(a: Assembly<'_>) -> Result<Parts> {
         namespace: netns.as_ref().map(|n| n.namespace_path()),
         stderr: a.workdir.join("terminal.stderr"),
     });
-    let impairment: Option<Arc<dyn NetworkImpairment>> =
-        proxy.clone().map(|p| p as Arc<dyn NetworkImpairment>);
-    let link: Arc<dyn Link> = match (netns, proxy) {
-        (Some(netns), _) => netns,
-        (None, Some(proxy)) => proxy,
-        (None, None) => return Err(RigError::Other("no link backend could be set up".into())),
+    let impairment: Arc<dyn NetworkImpairment> = proxy.clone();
+    let link: Arc<dyn Link> = match netns {
+        Some(netns) => netns,
+        None => proxy,
     };
     Ok(Parts {
         capabilities: Capabilities {
             power: Some(Arc::new(power)),
             card: Some(Arc::new(SimCardFeeder::new(&card_slot, &config.cards))),
             link: Some(link),
-            impairment,
+            impairment: Some(impairment),
         },
         console,
         host,
