@@ -246,11 +246,6 @@ def test_p12_reversal_refused_n_times_fails_under_the_declared_policy_and_stays_
 @pytest.mark.scenario("P13")
 def test_p13_no_sale_goes_online_while_a_reversal_is_pending_and_the_host_refuses_connections(rig_with):
     rig = rig_with(LAZY)
-    if rig.link_kind == "proxy":
-        pytest.skip(
-            "through the proxy link a host refusing connections looks like a reset after the send "
-            "(a reversal attempt), not an unreachable host; test_network covers P13 on this link"
-        )
     assert_the_reversal_goes_before_the_next_sale(
         rig,
         cut=lambda: rig.host.settings(maintenance=True),

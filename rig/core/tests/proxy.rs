@@ -657,3 +657,31 @@ async fn an_async_caller_can_drive_the_proxy() {
     proxy.reset_connections().expect("reset");
     drop(proxy);
 }
+
+#[test]
+fn refusing_new_connections_refuses_at_once_and_keeps_open_ones_going() {
+    let host = Host::start(true);
+    let proxy = proxy_for(&host);
+    let mut open = terminal(&proxy);
+    assert_eq!(exchange(&mut open, b"before"), reply_to(b"before"));
+
+    proxy.refuse_new_connections(true).expect("refuse");
+    let refused = TcpStream::connect(proxy.addr()).expect_err("a new connect is refused");
+    assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused, "{refused}");
+    assert_eq!(
+        exchange(&mut open, b"during"),
+        reply_to(b"during"),
+        "open connections carry on"
+    );
+    // A link flap meanwhile does not open the door again.
+    proxy.down().expect("down");
+    proxy.up().expect("up");
+    assert!(
+        TcpStream::connect(proxy.addr()).is_err(),
+        "still refused after the flap"
+    );
+
+    proxy.refuse_new_connections(false).expect("accept again");
+    let mut fresh = terminal(&proxy);
+    assert_eq!(exchange(&mut fresh, b"after"), reply_to(b"after"));
+}

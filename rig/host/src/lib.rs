@@ -23,4 +23,4 @@ pub use clock::monotonic_ns;
 pub use journal::{Direction, JournalEntry};
 pub use knobs::{Action, AlteredField, Kind, Rule, Rulebook};
 pub use ledger::{Entry, EntryKind, Key, Ledger, Posting, Settlement};
-pub use server::{Host, HostConfig, Mode, Observer};
+pub use server::{Host, HostConfig, MaintenanceHook, Mode, Observer};

@@ -92,6 +92,10 @@ pub struct HostConfig {
 /// It must be quick and must not call back into the host's journal.
 pub type Observer = Arc<dyn Fn(&JournalEntry) + Send + Sync>;
 
+/// Called with the maintenance flag whenever the settings are replaced (or reset), on the thread
+/// that replaced them.
+pub type MaintenanceHook = Arc<dyn Fn(bool) + Send + Sync>;
+
 /// A running acquirer host. Dropping it stops serving.
 pub struct Host {
     shared: Arc<Shared>,
@@ -110,6 +114,7 @@ pub(crate) struct Shared {
     journal: Mutex<Journal>,
     feed: broadcast::Sender<JournalEntry>,
     observers: Mutex<Vec<Observer>>,
+    maintenance_hooks: Mutex<Vec<MaintenanceHook>>,
     initial_settings: Settings,
     maintenance: watch::Sender<bool>,
     connections: AtomicU64,
@@ -137,6 +142,7 @@ impl Host {
             journal: Mutex::new(Journal::default()),
             feed: broadcast::channel(4096).0,
             observers: Mutex::new(Vec::new()),
+            maintenance_hooks: Mutex::new(Vec::new()),
             initial_settings: config.settings,
             maintenance,
             connections: AtomicU64::new(0),
@@ -181,8 +187,32 @@ impl Host {
     pub fn set_settings(&self, settings: Settings) -> Result<(), String> {
         self.shared.mode.check_settings(&settings)?;
         self.shared.acquirer().settings = settings;
-        self.shared.maintenance.send_replace(settings.maintenance);
+        self.set_maintenance(settings.maintenance);
         Ok(())
+    }
+
+    /// Calls `hook` with the maintenance flag every time the settings are replaced, before the
+    /// call that replaced them returns: a proxy in front of the host refuses connections exactly
+    /// while the host does.
+    pub fn on_maintenance(&self, hook: MaintenanceHook) {
+        self.shared
+            .maintenance_hooks
+            .lock()
+            .expect("maintenance hooks lock")
+            .push(hook);
+    }
+
+    fn set_maintenance(&self, on: bool) {
+        self.shared.maintenance.send_replace(on);
+        let hooks = self
+            .shared
+            .maintenance_hooks
+            .lock()
+            .expect("maintenance hooks lock")
+            .clone();
+        for hook in hooks {
+            hook(on);
+        }
     }
 
     /// The settings in force.
@@ -230,9 +260,7 @@ impl Host {
     pub fn reset(&self) {
         self.shared.acquirer().reset(self.shared.initial_settings);
         self.shared.journal.lock().expect("journal lock").clear();
-        self.shared
-            .maintenance
-            .send_replace(self.shared.initial_settings.maintenance);
+        self.set_maintenance(self.shared.initial_settings.maintenance);
     }
 }
 

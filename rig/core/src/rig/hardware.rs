@@ -63,7 +63,9 @@ pub(super) fn assemble(a: Assembly<'_>) -> Result<Parts> {
     let impairment: Option<Arc<dyn NetworkImpairment>> = match &config.impairment {
         Some(ImpairmentConfig::Proxy { listen }) => {
             let prefix = a.codec.spec().frame.length_prefix_bytes;
-            Some(Arc::new(ProxyLink::start(*listen, host.addr(), prefix)?))
+            let proxy = Arc::new(ProxyLink::start(*listen, host.addr(), prefix)?);
+            super::mirror_maintenance(&host, &proxy);
+            Some(proxy)
         }
         _ => nftables.map(|n| n as Arc<dyn NetworkImpairment>),
     };

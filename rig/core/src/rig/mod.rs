@@ -352,6 +352,19 @@ impl Assembly<'_> {
     }
 }
 
+/// Makes `proxy`, in front of `host`, refuse new connections exactly while the host is in
+/// maintenance.
+fn mirror_maintenance(host: &Host, proxy: &Arc<crate::sim::proxy::ProxyLink>) {
+    let proxy = Arc::downgrade(proxy);
+    host.on_maintenance(Arc::new(move |on| {
+        if let Some(proxy) = proxy.upgrade() {
+            if let Err(e) = proxy.refuse_new_connections(on) {
+                eprintln!("posrig: the proxy in front of the host cannot follow its maintenance: {e}");
+            }
+        }
+    }));
+}
+
 /// The address of `host:port`, resolved once.
 fn resolve(upstream: &str) -> Result<SocketAddr> {
     upstream

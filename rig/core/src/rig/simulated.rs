@@ -56,6 +56,7 @@ pub(super) fn assemble(a: Assembly<'_>) -> Result<Parts> {
         host.addr(),
         prefix,
     )?);
+    super::mirror_maintenance(&host, &proxy);
     let terminal_reaches_host = proxy.addr();
     let console = SerialConsole::pty(a.profile.clone(), a.sink.clone())?;
 

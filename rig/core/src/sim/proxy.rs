@@ -25,7 +25,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::Duration;
@@ -177,8 +177,10 @@ pub struct ProxyLink {
     runtime_thread: Option<JoinHandle<()>>,
     /// The runtime thread's id, to refuse control calls made from an observer.
     runtime_thread_id: ThreadId,
-    /// Serialises `down`, `up` and `reset_connections`.
+    /// Serialises `down`, `up`, `refuse_new_connections` and `reset_connections`.
     control: Mutex<()>,
+    /// New connections are refused (the host behind is in maintenance).
+    refusing: AtomicBool,
 }
 
 impl ProxyLink {
@@ -244,6 +246,7 @@ impl ProxyLink {
             runtime_thread: Some(runtime_thread),
             runtime_thread_id,
             control: Mutex::new(()),
+            refusing: AtomicBool::new(false),
         })
     }
 
@@ -341,6 +344,40 @@ impl Link for ProxyLink {
         if self.link_is_up() {
             return Ok(());
         }
+        if self.refusing.load(Ordering::SeqCst) {
+            // The host behind refuses connections: the link is back, the listener stays closed.
+            self.shared.link.send_replace(true);
+            return Ok(());
+        }
+        self.listen_again()
+    }
+
+    /// True while the link is up.
+    fn is_up(&self) -> Result<bool> {
+        Ok(self.link_is_up())
+    }
+}
+
+impl ProxyLink {
+    /// While `refusing`, a new connect is refused at once, as by a host in maintenance; open
+    /// connections carry on. The rig mirrors its host's maintenance here, so a terminal behind
+    /// the proxy sees what it would see connecting to the host itself (a refused connect, not an
+    /// accepted connection reset after its request was sent).
+    pub fn refuse_new_connections(&self, refusing: bool) -> Result<()> {
+        let _serial = lock(&self.control);
+        if self.refusing.swap(refusing, Ordering::SeqCst) == refusing || !self.link_is_up() {
+            return Ok(());
+        }
+        if refusing {
+            self.request("refuse", |done| Command::StopListening { done })
+        } else {
+            self.listen_again()
+        }
+    }
+
+    /// Binds the proxy's address again and hands the listener to the runtime (the control lock
+    /// held by the caller).
+    fn listen_again(&self) -> Result<()> {
         let addr = self.addr;
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|e| RigError::io(format!("{CAPABILITY}: listening again on {addr}"), e))?;
@@ -363,11 +400,6 @@ impl Link for ProxyLink {
                 Err(e)
             }
         }
-    }
-
-    /// True while the link is up.
-    fn is_up(&self) -> Result<bool> {
-        Ok(self.link_is_up())
     }
 }
 
