@@ -8,80 +8,29 @@
 //! and passes. Each test uses its own tag, rig name and link-local subnet, so they run in parallel.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
+use std::net::{SocketAddrV4, UdpSocket};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use posrig_core::capability::{Impairment, Link, NetworkImpairment};
 use posrig_core::linux::netlink_link::{NetlinkLink, NetlinkLinkConfig};
 use posrig_core::linux::nftables::{NftablesConfig, NftablesImpairment};
-use posrig_core::sim::netns::{NetnsAddresses, NetnsLink};
+use posrig_core::sim::netns::NetnsLink;
 
-/// How long a client waits for a connection; blocked traffic makes it time out.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The environment variable that turns the test binary into the child holding a blackhole.
 const CHILD_ENV: &str = "POSRIG_LINUXNET_CHILD";
 /// What the child prints once its blackhole is in force.
 const CHILD_READY: &str = "posrig-child: blackhole applied";
 
-/// Returns early from a test, saying why, unless it runs as root.
-macro_rules! skip_unless_root {
-    () => {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: network namespaces and nftables need root (CI runs these tests as root)");
-            return;
-        }
-    };
-}
+mod common;
+
+use common::{connect_from_terminal, connect_from_terminal_soon, inside_namespace, listen_on_rig_side};
 
 /// A terminal namespace joined to the test's namespace, with link-local /30 number `subnet`
 /// (apart from the 169.254.77.0/24 the netns tests use).
 fn terminal_namespace(tag: &str, subnet: u8) -> NetnsLink {
-    let addresses = NetnsAddresses {
-        rig: Ipv4Addr::new(169, 254, 91, subnet * 4 + 1),
-        terminal: Ipv4Addr::new(169, 254, 91, subnet * 4 + 2),
-        prefix_len: 30,
-    };
-    NetnsLink::create_with_addresses(tag, addresses).expect("the terminal namespace is created")
-}
-
-/// Runs `job` on a thread inside the network namespace at `namespace`; sockets it opens stay there.
-fn inside_namespace<T: Send + 'static>(namespace: PathBuf, job: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&namespace).expect("the namespace file opens");
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-            .expect("the thread enters the namespace");
-        job()
-    })
-    .join()
-    .expect("the thread inside the namespace finishes")
-}
-
-fn connect_from_terminal(link: &NetnsLink, server: SocketAddr) -> std::io::Result<TcpStream> {
-    inside_namespace(link.namespace_path(), move || {
-        TcpStream::connect_timeout(&server, CONNECT_TIMEOUT)
-    })
-}
-
-/// Connects from the terminal, retrying for a few seconds (a link that has just come up may still
-/// be resolving its neighbour).
-fn connect_from_terminal_soon(link: &NetnsLink, server: SocketAddr) -> TcpStream {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match connect_from_terminal(link, server) {
-            Ok(stream) => return stream,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            Err(error) => panic!("the terminal cannot reach {server}: {error}"),
-        }
-    }
-}
-
-fn tcp_server(link: &NetnsLink) -> (TcpListener, SocketAddr) {
-    let listener = TcpListener::bind(SocketAddrV4::new(link.rig_address(), 0)).expect("binds the rig side");
-    let address = listener.local_addr().expect("the listener has an address");
-    (listener, address)
+    NetnsLink::create_with_addresses(tag, common::addresses(91, subnet))
+        .expect("the terminal namespace is created")
 }
 
 /// Sends `count` numbered datagrams from the terminal to a fresh server on the rig side, paced so
@@ -176,7 +125,7 @@ fn a_netlink_flap_on_a_named_interface_stops_and_restores_tcp() {
     let link = NetlinkLink::open(&netlink_config(&namespace)).expect("the link opens");
     assert_eq!(link.interface(), namespace.terminal_interface());
     assert!(link.is_up().expect("the state is read"));
-    let (listener, server) = tcp_server(&namespace);
+    let (listener, server) = listen_on_rig_side(&namespace);
     let mut client = connect_from_terminal(&namespace, server).expect("reachable while up");
     let (mut accepted, _) = listener.accept().expect("the server accepts");
 
@@ -278,7 +227,7 @@ fn blackhole_and_certain_loss_stop_traffic_and_clear_restores_it() {
         !tables_in(&namespace).contains("posrig_ln_blk"),
         "nothing in force, no table"
     );
-    let (listener, server) = tcp_server(&namespace);
+    let (listener, server) = listen_on_rig_side(&namespace);
     let mut client = connect_from_terminal(&namespace, server).expect("reachable");
     let (mut accepted, _) = listener.accept().expect("the server accepts");
     assert_eq!(udp_delivered(&namespace, 20), 20);
@@ -398,7 +347,7 @@ fn reset_connections_resets_open_connections_and_spares_new_ones() {
     skip_unless_root!();
     let namespace = terminal_namespace("lnreset", 6);
     let impairment = NftablesImpairment::new("ln-reset", &nftables_config(&namespace)).expect("starts");
-    let (listener, server) = tcp_server(&namespace);
+    let (listener, server) = listen_on_rig_side(&namespace);
     let mut client = connect_from_terminal(&namespace, server).expect("reachable");
     let (mut accepted, _) = listener.accept().expect("the server accepts");
     let mut received = [0u8; 4];

@@ -4,80 +4,23 @@
 //! Network namespaces need root: run as another user, each test says it is skipped and passes.
 //! Each test uses its own tag and its own link-local subnet, so they run in parallel.
 
-use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use posrig_core::capability::Link;
 use posrig_core::sim::netns::{NetnsAddresses, NetnsLink};
 
-/// How long a client waits for a connection; down links make it time out.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+mod common;
 
-/// Returns early from a test, saying why, unless it runs as root.
-macro_rules! skip_unless_root {
-    () => {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: network namespaces need root (CI runs these tests as root)");
-            return;
-        }
-    };
-}
+use common::{
+    connect_from_terminal, connect_from_terminal_soon, inside_namespace, listen_on_rig_side, CONNECT_TIMEOUT,
+};
 
-/// The link-local /30 numbered `subnet`: rig side .1, terminal side .2 of the block.
+/// The link-local /30 numbered `subnet` of 169.254.77.0/24.
 fn addresses(subnet: u8) -> NetnsAddresses {
-    NetnsAddresses {
-        rig: Ipv4Addr::new(169, 254, 77, subnet * 4 + 1),
-        terminal: Ipv4Addr::new(169, 254, 77, subnet * 4 + 2),
-        prefix_len: 30,
-    }
-}
-
-/// Runs `job` on a thread that has entered the network namespace at `namespace`. Sockets it opens
-/// stay in that namespace wherever they are used afterwards.
-fn inside_namespace<T: Send + 'static>(namespace: PathBuf, job: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        let file = File::open(&namespace).expect("the namespace file opens");
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-            .expect("the thread enters the namespace");
-        job()
-    })
-    .join()
-    .expect("the thread inside the namespace finishes")
-}
-
-/// Connects from inside the namespace to `server`.
-fn connect_from_terminal(link: &NetnsLink, server: SocketAddr) -> std::io::Result<TcpStream> {
-    inside_namespace(link.namespace_path(), move || {
-        TcpStream::connect_timeout(&server, CONNECT_TIMEOUT)
-    })
-}
-
-/// Connects from inside the namespace, retrying for a few seconds (a link that has just come up
-/// may still be resolving its neighbour).
-fn connect_from_terminal_soon(link: &NetnsLink, server: SocketAddr) -> TcpStream {
-    let deadline = Instant::now() + Duration::from_secs(4);
-    loop {
-        match connect_from_terminal(link, server) {
-            Ok(stream) => return stream,
-            Err(error) if Instant::now() < deadline => {
-                let _ = error;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(error) => panic!("the terminal cannot reach {server}: {error}"),
-        }
-    }
-}
-
-/// A listener on the rig-side address, in the rig's (this process's) namespace.
-fn listen_on_rig_side(link: &NetnsLink) -> (TcpListener, SocketAddr) {
-    let listener =
-        TcpListener::bind(SocketAddrV4::new(link.rig_address(), 0)).expect("binds the rig-side address");
-    let address = listener.local_addr().expect("the listener has an address");
-    (listener, address)
+    common::addresses(77, subnet)
 }
 
 /// The rig-side interface's IFF_UP flag, as sysfs shows it; `None` when the interface is gone.
