@@ -4,7 +4,7 @@
 //! Network namespaces need root: run as another user, each test says it is skipped and passes.
 //! Each test uses its own tag and its own link-local subnet, so they run in parallel.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,7 +15,8 @@ use posrig_core::sim::netns::{NetnsAddresses, NetnsLink};
 mod common;
 
 use common::{
-    connect_from_terminal, connect_from_terminal_soon, inside_namespace, listen_on_rig_side, CONNECT_TIMEOUT,
+    assert_stalled, connect_from_terminal, connect_from_terminal_soon, inside_namespace, listen_on_rig_side,
+    CONNECT_TIMEOUT,
 };
 
 /// The link-local /30 numbered `subnet` of 169.254.77.0/24.
@@ -110,14 +111,7 @@ fn an_open_connection_stalls_while_down_and_resumes_after_up() {
     client
         .write_all(b"during")
         .expect("the terminal's send is queued");
-    accepted
-        .set_read_timeout(Some(Duration::from_millis(800)))
-        .expect("timeout set");
-    let mut stalled = [0u8; 6];
-    match accepted.read(&mut stalled) {
-        Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-        other => panic!("no data may pass while the link is down, got {other:?}"),
-    }
+    assert_stalled(&mut accepted);
 
     link.up().expect("the link comes up");
     accepted

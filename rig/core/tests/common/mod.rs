@@ -74,3 +74,16 @@ pub fn listen_on_rig_side(link: &NetnsLink) -> (TcpListener, SocketAddr) {
     let address = listener.local_addr().expect("the listener has an address");
     (listener, address)
 }
+
+/// Asserts that nothing arrives on `accepted` for 800 ms: traffic stalls while the link is down.
+pub fn assert_stalled(accepted: &mut TcpStream) {
+    use std::io::{ErrorKind, Read};
+    accepted
+        .set_read_timeout(Some(Duration::from_millis(800)))
+        .expect("timeout set");
+    let mut stalled = [0u8; 6];
+    match accepted.read(&mut stalled) {
+        Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        other => panic!("no data may pass while the link is down, got {other:?}"),
+    }
+}
