@@ -16,6 +16,7 @@ use regex::Regex;
 
 use crate::actuators::{Action, Actuators};
 use crate::capability::{ConsoleLine, LineSink};
+use crate::literals::LiteralFinder;
 use crate::timeline::{now_ns, Entry, Source, Timeline};
 
 /// What a trigger waits for.
@@ -172,7 +173,7 @@ struct Armed {
     console: Option<regex_automata::meta::Regex>,
     /// The literals a console match begins with, when it has a few: lines without them are
     /// turned away before the matcher runs.
-    console_starts: Option<aho_corasick::AhoCorasick>,
+    console_starts: Option<LiteralFinder>,
 }
 
 impl Armed {
@@ -184,7 +185,7 @@ impl Armed {
                     .build(regex.as_str())
                     .ok(),
                 crate::literals::prefixes(regex.as_str(), true)
-                    .and_then(|literals| aho_corasick::AhoCorasick::new(literals).ok()),
+                    .and_then(|literals| LiteralFinder::new(&literals)),
             ),
             _ => (None, None),
         };
@@ -203,7 +204,7 @@ impl Armed {
         };
         self.console_starts
             .as_ref()
-            .is_none_or(|starts| starts.is_match(text))
+            .is_none_or(|starts| starts.find(text.as_bytes()).is_some())
             && regex.is_match(text)
     }
 }

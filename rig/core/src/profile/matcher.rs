@@ -1,14 +1,16 @@
 //! Finds which event pattern a console line matches and reads its named groups, once per line on
 //! the console's read path, in little more than one pass over the line.
 //!
-//! When every pattern begins with a literal (as `\] TXN sent mti=` does), an Aho-Corasick search
-//! finds the leftmost literal — a line with none is no event, which is most of a busy log — and
-//! that literal's pattern, run as a one-pass DFA anchored there, confirms the match and reads its
-//! groups in one go: nothing can match earlier, and nothing written before it matches there.
-//! When it does not match there (or some pattern has no literal), a lazy DFA over every pattern
-//! finds the pattern and where its match ends, that pattern's reverse DFA where it starts, and
-//! the one-pass DFA reads the groups over that span. (The general-purpose captures API runs a
-//! full search per call and costs several times more.)
+//! When every pattern begins with a literal (as `\] TXN sent mti=` does), a [`LiteralFinder`]
+//! finds the leftmost literal — a line with none is no event — and that literal's pattern,
+//! anchored there, confirms the match and reads its groups in one go: nothing can match earlier,
+//! and nothing written before it matches there. A pattern that reads straight through (most do:
+//! see [`StraightPattern`]) does so in one loop of its own; others run as a one-pass DFA, or the
+//! general engine when they need to backtrack. When the pattern does not match there (or some
+//! pattern has no literal), a lazy DFA over every pattern finds the pattern and where its match
+//! ends, that pattern's reverse DFA where it starts, and the group reader reads the groups over
+//! that span. (The general-purpose captures API runs a full search per call and costs several
+//! times more.)
 
 use std::sync::{Arc, Mutex};
 
@@ -19,7 +21,9 @@ use regex_automata::nfa::thompson;
 use regex_automata::util::captures::Captures;
 use regex_automata::{Anchored, Input, MatchKind, PatternID};
 
-use super::Fields;
+use super::straight::StraightPattern;
+use super::{value, Fields};
+use crate::literals::LiteralFinder;
 
 /// Every event pattern of a profile, compiled for the read path.
 pub(super) struct EventMatcher {
@@ -52,9 +56,11 @@ impl std::fmt::Debug for EventMatcher {
     }
 }
 
-/// Reads one pattern's named groups over a span it is known to match.
+/// Reads one pattern's named groups where it may match.
 enum GroupReader {
-    /// The common case: the pattern is one-pass (at each byte at most one way forward).
+    /// The common case: a pattern that reads straight through, with a loop of its own.
+    Straight(StraightPattern),
+    /// A pattern that is one-pass (at each byte at most one way forward) all the same.
     OnePass {
         dfa: Box<onepass::DFA>,
         names: Vec<(usize, Arc<str>)>,
@@ -68,7 +74,7 @@ enum GroupReader {
 
 /// The literals every match of each pattern begins with.
 struct Starts {
-    finder: aho_corasick::AhoCorasick,
+    finder: LiteralFinder,
     /// The event pattern of each literal.
     pattern_of: Vec<usize>,
 }
@@ -76,8 +82,16 @@ struct Starts {
 struct Scratch {
     forward: DfaCache,
     reverse: DfaCache,
-    /// Each pattern's captures (and one-pass cache), by pattern index.
-    groups: Vec<(Option<onepass::Cache>, Captures)>,
+    /// Each pattern's group reader's state, by pattern index.
+    groups: Vec<GroupScratch>,
+}
+
+/// What a group reader keeps between lines.
+enum GroupScratch {
+    /// A straight pattern keeps nothing.
+    Nothing,
+    OnePass(onepass::Cache, Captures),
+    General(Captures),
 }
 
 impl EventMatcher {
@@ -131,53 +145,32 @@ impl EventMatcher {
             reverse,
             groups,
         } = &mut *scratch;
-        // The pattern that matches; its captures hold the groups.
-        let first = self.starts.as_ref().map(|starts| starts.first(line));
-        let index = match first {
+        if let Some(starts) = &self.starts {
             // No pattern's literal in the line: no pattern can match.
-            Some(None) => return None,
+            let (start, index) = starts.first(line)?;
             // The leftmost literal (and, of those there, the first pattern's): if its pattern
             // matches there, nothing can match earlier or win at that place.
-            Some(Some((start, index)))
-                if {
-                    let span = Input::new(line).range(start..).anchored(Anchored::Yes);
-                    let (cache, captures) = &mut groups[index];
-                    self.patterns[index].read(&span, cache.as_mut(), captures);
-                    captures.is_match()
-                } =>
-            {
-                index
-            }
-            // Otherwise the DFAs decide.
-            _ => {
-                // The default lazy DFA configuration never gives up on a search, so neither errs.
-                let end = self.forward.try_search_fwd(forward, &Input::new(line)).ok()??;
-                let back = Input::new(line)
-                    .range(..end.offset())
-                    .anchored(Anchored::Pattern(end.pattern()));
-                let start = self.reverse.try_search_rev(reverse, &back).ok()??;
-                let index = end.pattern().as_usize();
-                let span = Input::new(line)
-                    .range(start.offset()..end.offset())
-                    .anchored(Anchored::Yes);
-                let (cache, captures) = &mut groups[index];
-                self.patterns[index].read(&span, cache.as_mut(), captures);
-                index
-            }
-        };
-        let (_, captures) = &groups[index];
-        let names = self.patterns[index].names();
-        let mut fields = Fields::with_capacity(names.len());
-        for (group, name) in names {
-            if let Some(span) = captures.get_group(*group) {
-                // A byte-wise pattern may, rarely, split a character: then the value is lossy.
-                let value = line.get(span.range()).map_or_else(
-                    || String::from_utf8_lossy(&line.as_bytes()[span.range()]).into_owned(),
-                    str::to_string,
-                );
-                fields.push(name.clone(), value);
+            let span = Input::new(line).range(start..).anchored(Anchored::Yes);
+            if let Some(fields) = self.patterns[index].read(line, &span, &mut groups[index]) {
+                return Some((index, fields));
             }
         }
+        // Otherwise the DFAs decide. The default lazy DFA configuration never gives up on a
+        // search, so neither errs.
+        let end = self.forward.try_search_fwd(forward, &Input::new(line)).ok()??;
+        let back = Input::new(line)
+            .range(..end.offset())
+            .anchored(Anchored::Pattern(end.pattern()));
+        let start = self.reverse.try_search_rev(reverse, &back).ok()??;
+        let index = end.pattern().as_usize();
+        let span = Input::new(line)
+            .range(start.offset()..end.offset())
+            .anchored(Anchored::Yes);
+        // The pattern is known to match the span; should reading its groups fail all the same,
+        // the line keeps its event without fields.
+        let fields = self.patterns[index]
+            .read(line, &span, &mut groups[index])
+            .unwrap_or_default();
         Some((index, fields))
     }
 }
@@ -194,25 +187,23 @@ impl Starts {
                 pattern_of.push(index);
             }
         }
-        let finder = aho_corasick::AhoCorasick::builder()
-            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-            // A full DFA: a profile has tens of literals, and its search is the fastest.
-            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .build(&literals)
-            .ok()?;
+        let finder = LiteralFinder::new(&literals)?;
         Some(Starts { finder, pattern_of })
     }
 
     /// The leftmost place a pattern's literal begins in `line` and, of the patterns whose literal
     /// begins there, the first written.
     fn first(&self, line: &str) -> Option<(usize, usize)> {
-        let found = self.finder.find(line)?;
-        Some((found.start(), self.pattern_of[found.pattern().as_usize()]))
+        let (start, literal) = self.finder.find(line.as_bytes())?;
+        Some((start, self.pattern_of[literal]))
     }
 }
 
 impl GroupReader {
     fn new(pattern: &str) -> Result<GroupReader, String> {
+        if let Some(straight) = StraightPattern::new(pattern) {
+            return Ok(GroupReader::Straight(straight));
+        }
         let names = |info: &regex_automata::util::captures::GroupInfo| -> Vec<(usize, Arc<str>)> {
             info.pattern_names(PatternID::ZERO)
                 .enumerate()
@@ -236,32 +227,43 @@ impl GroupReader {
         }
     }
 
-    fn scratch(&self) -> (Option<onepass::Cache>, Captures) {
+    fn scratch(&self) -> GroupScratch {
         match self {
-            GroupReader::OnePass { dfa, .. } => (Some(dfa.create_cache()), dfa.create_captures()),
-            GroupReader::General { regex, .. } => (None, regex.create_captures()),
-        }
-    }
-
-    fn names(&self) -> &[(usize, Arc<str>)] {
-        match self {
-            GroupReader::OnePass { names, .. } | GroupReader::General { names, .. } => names,
-        }
-    }
-
-    /// Reads the groups over `span`, which this pattern is known to match, into `captures`.
-    fn read(&self, span: &Input<'_>, cache: Option<&mut onepass::Cache>, captures: &mut Captures) {
-        match (self, cache) {
-            (GroupReader::OnePass { dfa, .. }, Some(cache)) => {
-                // Fails only for a search configuration this module never makes; the line then
-                // carries its event without fields.
-                if dfa.try_search(cache, span, captures).is_err() {
-                    captures.set_pattern(None);
-                }
+            GroupReader::Straight(_) => GroupScratch::Nothing,
+            GroupReader::OnePass { dfa, .. } => {
+                GroupScratch::OnePass(dfa.create_cache(), dfa.create_captures())
             }
-            (GroupReader::OnePass { .. }, None) => captures.set_pattern(None),
-            (GroupReader::General { regex, .. }, _) => regex.search_captures(span, captures),
+            GroupReader::General { regex, .. } => GroupScratch::General(regex.create_captures()),
         }
+    }
+
+    /// The named groups' values when the pattern matches `line` from the (anchored) start of
+    /// `span`.
+    fn read(&self, line: &str, span: &Input<'_>, scratch: &mut GroupScratch) -> Option<Fields> {
+        let (captures, names) = match (self, scratch) {
+            (GroupReader::Straight(straight), _) => return straight.read(line, span.start()),
+            (GroupReader::OnePass { dfa, names }, GroupScratch::OnePass(cache, captures)) => {
+                // Fails only for a search configuration this module never makes.
+                dfa.try_search(cache, span, captures).ok()?;
+                (captures, names)
+            }
+            (GroupReader::General { regex, names }, GroupScratch::General(captures)) => {
+                regex.search_captures(span, captures);
+                (captures, names)
+            }
+            // Each reader is given the scratch it made.
+            _ => return None,
+        };
+        if !captures.is_match() {
+            return None;
+        }
+        let mut fields = Fields::with_capacity(names.len());
+        for (group, name) in names {
+            if let Some(span) = captures.get_group(*group) {
+                fields.push(name.clone(), value(line, span.range()));
+            }
+        }
+        Some(fields)
     }
 }
 

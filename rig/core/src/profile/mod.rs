@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod matcher;
+mod straight;
 
 use regex::Regex;
 use serde::Deserialize;
@@ -89,6 +90,15 @@ impl serde::Serialize for Fields {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_map(self.iter())
     }
+}
+
+/// The text of `line` over `range`. A byte-wise pattern may, rarely, split a character: then the
+/// value is made valid with U+FFFD.
+fn value(line: &str, range: std::ops::Range<usize>) -> String {
+    line.get(range.clone()).map_or_else(
+        || String::from_utf8_lossy(&line.as_bytes()[range]).into_owned(),
+        str::to_string,
+    )
 }
 
 #[derive(Deserialize)]
