@@ -8,6 +8,7 @@ pub mod gpio;
 pub mod linux;
 mod literals;
 pub mod profile;
+mod straight;
 pub mod timeline;
 
 pub use error::{Result, RigError};

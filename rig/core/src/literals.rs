@@ -139,7 +139,11 @@ impl LiteralFinder {
     /// The leftmost place in `haystack` where a literal begins and, of the literals beginning
     /// there, the index of the first given.
     pub(crate) fn find(&self, haystack: &[u8]) -> Option<(usize, usize)> {
-        let mut from = 0;
+        self.find_from(haystack, 0)
+    }
+
+    /// As [`LiteralFinder::find`], from `from` on.
+    pub(crate) fn find_from(&self, haystack: &[u8], mut from: usize) -> Option<(usize, usize)> {
         while let Some(at) = self.firsts.next(haystack, from) {
             if at + self.key_len > haystack.len() {
                 // Every literal is at least key_len long: none fits from here on.

@@ -17,6 +17,7 @@ use regex::Regex;
 use crate::actuators::{Action, Actuators};
 use crate::capability::{ConsoleLine, LineSink};
 use crate::literals::LiteralFinder;
+use crate::straight::StraightPattern;
 use crate::timeline::{now_ns, Entry, Source, Timeline};
 
 /// What a trigger waits for.
@@ -167,45 +168,86 @@ impl Firing {
 struct Armed {
     id: u64,
     trigger: Trigger,
-    /// The console pattern compiled for the read path: a matcher with no DFA at all (measured: a
-    /// DFA, lazily built or built in full when armed, makes the first match after a quiet spell
-    /// slower, by tens of microseconds).
-    console: Option<regex_automata::meta::Regex>,
-    /// The literals a console match begins with, when it has a few: lines without them are
-    /// turned away before the matcher runs.
-    console_starts: Option<LiteralFinder>,
+    /// Fired once and about to be removed.
+    spent: bool,
+    /// The console pattern, compiled for the read path.
+    console: Option<ConsolePattern>,
 }
 
 impl Armed {
     fn new(id: u64, trigger: Trigger) -> Armed {
-        let (console, console_starts) = match &trigger.when {
-            When::Console(regex) => (
-                regex_automata::meta::Regex::builder()
-                    .configure(regex_automata::meta::Config::new().hybrid(false).dfa(false))
-                    .build(regex.as_str())
-                    .ok(),
-                crate::literals::prefixes(regex.as_str(), true)
-                    .and_then(|literals| LiteralFinder::new(&literals)),
-            ),
-            _ => (None, None),
+        let console = match &trigger.when {
+            When::Console(regex) => ConsolePattern::new(regex.as_str()),
+            _ => None,
         };
         Armed {
             id,
             trigger,
+            spent: false,
             console,
-            console_starts,
         }
     }
 
     /// True when this is a console trigger whose pattern matches `text`.
     fn console_matches(&self, text: &str) -> bool {
-        let Some(regex) = &self.console else {
+        self.console
+            .as_ref()
+            .is_some_and(|pattern| pattern.is_match(text))
+    }
+}
+
+/// A console trigger's pattern, compiled for the read path, where the line that fires it must be
+/// told at once even after a quiet spell (when an engine's caches have gone cold).
+struct ConsolePattern {
+    /// The regex as a matcher with no DFA at all (measured: a DFA, lazily built or built in full
+    /// when armed, makes the first match after a quiet spell slower, by tens of microseconds).
+    regex: regex_automata::meta::Regex,
+    /// The literals a match begins with, when it has a few: lines without them are turned away
+    /// before anything else runs.
+    starts: Option<LiteralFinder>,
+    /// The pattern read straight through from each place a literal begins, when it reads so: a
+    /// plain loop, where even the NFA takes some 15 µs for the first match after a quiet spell.
+    /// Exact on ASCII lines; other lines go to the regex.
+    straight: Option<StraightPattern>,
+}
+
+impl ConsolePattern {
+    fn new(pattern: &str) -> Option<ConsolePattern> {
+        let regex = regex_automata::meta::Regex::builder()
+            .configure(regex_automata::meta::Config::new().hybrid(false).dfa(false))
+            .build(pattern)
+            .ok()?;
+        let starts =
+            crate::literals::prefixes(pattern, true).and_then(|literals| LiteralFinder::new(&literals));
+        let straight = starts.as_ref().and_then(|_| StraightPattern::new(pattern, true));
+        Some(ConsolePattern {
+            regex,
+            starts,
+            straight,
+        })
+    }
+
+    fn is_match(&self, text: &str) -> bool {
+        let Some(starts) = &self.starts else {
+            return self.regex.is_match(text);
+        };
+        let bytes = text.as_bytes();
+        let Some((mut at, _)) = starts.find(bytes) else {
             return false;
         };
-        self.console_starts
-            .as_ref()
-            .is_none_or(|starts| starts.find(text.as_bytes()).is_some())
-            && regex.is_match(text)
+        let Some(straight) = self.straight.as_ref().filter(|_| text.is_ascii()) else {
+            return self.regex.is_match(text);
+        };
+        // Every match begins where a literal does.
+        loop {
+            if straight.read(bytes, at).is_some() {
+                return true;
+            }
+            match starts.find_from(bytes, at + 1) {
+                Some((next, _)) => at = next,
+                None => return false,
+            }
+        }
     }
 }
 
@@ -395,29 +437,28 @@ impl Drop for TriggerEngine {
 
 impl Shared {
     /// Fires every armed trigger `matches` accepts: immediate actions right here, delayed ones
-    /// through the scheduler.
+    /// through the scheduler. Between the match and an immediate action there is only the
+    /// firing's record: a trigger that fires once is marked spent, and removed (freeing its
+    /// compiled pattern, some 15 µs) only after acting.
     fn matched(&self, matches: impl Fn(&Armed) -> bool, event_ns: u64, what: &str) {
-        let mut now_jobs = Vec::new();
+        let mut now = Vec::new();
+        let mut any_spent = false;
         {
             let mut state = self.state.lock().expect("trigger lock");
-            if state.armed.is_empty() {
-                return;
-            }
-            // Only what the firing needs is copied out: no clone of the trigger and its pattern.
-            let hits: Vec<(u64, Action, Option<Duration>, Duration)> = state
-                .armed
-                .iter()
-                .filter(|a| matches(a))
-                .map(|a| (a.id, a.trigger.action.clone(), a.trigger.hold, a.trigger.after))
-                .collect();
-            if hits.is_empty() {
-                return;
-            }
-            state
-                .armed
-                .retain(|a| a.trigger.every_time || !hits.iter().any(|(id, ..)| *id == a.id));
-            self.note_kinds(&state);
-            for (id, action, hold, after) in hits {
+            for index in 0..state.armed.len() {
+                let armed = &mut state.armed[index];
+                if armed.spent || !matches(armed) {
+                    continue;
+                }
+                armed.spent = !armed.trigger.every_time;
+                any_spent |= armed.spent;
+                // Only what the firing needs is copied out: no clone of the trigger and its pattern.
+                let (id, action, hold, after) = (
+                    armed.id,
+                    armed.trigger.action.clone(),
+                    armed.trigger.hold,
+                    armed.trigger.after,
+                );
                 let firing = state.firings.len();
                 state.firings.push(Firing {
                     trigger: id,
@@ -428,10 +469,11 @@ impl Shared {
                     undone_ns: None,
                     error: None,
                 });
-                state.pending.push(Some((action, hold)));
                 if after.is_zero() {
-                    now_jobs.push((id, firing));
+                    state.pending.push(None);
+                    now.push((id, firing, action, hold));
                 } else {
+                    state.pending.push(Some((action, hold)));
                     let due_ns = event_ns + after.as_nanos() as u64;
                     state
                         .jobs
@@ -439,26 +481,45 @@ impl Shared {
                     self.wake.notify_all();
                 }
             }
+            if any_spent {
+                self.note_kinds(&state);
+            }
         }
-        for (id, firing) in now_jobs {
-            self.act(id, firing);
+        for (id, firing, action, hold) in now {
+            self.carry_out(id, firing, action, hold);
+        }
+        if any_spent {
+            let spent: Vec<Armed> = {
+                let mut state = self.state.lock().expect("trigger lock");
+                let (spent, kept) = std::mem::take(&mut state.armed)
+                    .into_iter()
+                    .partition(|a| a.spent);
+                state.armed = kept;
+                spent
+            };
+            drop(spent);
         }
     }
 
-    /// Notes which kinds of trigger `state` has armed.
+    /// Notes which kinds of trigger `state` has armed (and not spent).
     fn note_kinds(&self, state: &State) {
-        let any = |kind: fn(&When) -> bool| state.armed.iter().any(|a| kind(&a.trigger.when));
+        let any = |kind: fn(&When) -> bool| state.armed.iter().any(|a| !a.spent && kind(&a.trigger.when));
         self.console_armed
             .store(any(|w| matches!(w, When::Console(_))), Ordering::Release);
         self.event_armed
             .store(any(|w| matches!(w, When::Event { .. })), Ordering::Release);
     }
 
-    /// Performs the action of firing `firing` and schedules its undo.
+    /// Performs the scheduled action of firing `firing`.
     fn act(&self, trigger: u64, firing: usize) {
         let Some((action, hold)) = self.state.lock().expect("trigger lock").pending[firing].take() else {
             return;
         };
+        self.carry_out(trigger, firing, action, hold);
+    }
+
+    /// Performs `action` for firing `firing`, records it and schedules its undo after `hold`.
+    fn carry_out(&self, trigger: u64, firing: usize, action: Action, hold: Option<Duration>) {
         let outcome = self.actuators.perform(&action, &format!("trigger {trigger}"));
         let mut state = self.state.lock().expect("trigger lock");
         let record = &mut state.firings[firing];
@@ -556,5 +617,45 @@ impl LineSink for TriggerEngine {
 
     fn line(&self, line: &ConsoleLine) {
         self.on_console_line(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_console_pattern_matches_where_its_regex_does() {
+        let lines = [
+            "[ 1.0] TXN sent mti=0200 stan=000042",
+            "[ 1.0] TXN sent mti=0400 stan=000042 ] TXN sent mti=0200 stan=000043",
+            "[ 1.0] TXN sent mti=0200 stan=00004",
+            "[ 1.0] TXN sent mti=0200 stan=٠٠٠٠٤٢",
+            "[ 1.0] 银联 TXN sent mti=0200 stan=000042",
+            "[ 1.0] CARD read name=\"银联\"",
+            "[ 1.0] READY",
+            "",
+        ];
+        let patterns = [
+            // Straight, with a literal: the loop, or the regex on lines beyond ASCII.
+            r"\] TXN sent mti=0200 stan=\d{6}",
+            r"\] CARD read name=(?P<name>.*)",
+            // Not straight, or with no literal: the regex.
+            r"\] TXN sent mti=(?:0200|0220)? stan=\d+",
+            r"\d{6}$",
+        ];
+        for pattern in patterns {
+            let compiled = ConsolePattern::new(pattern).unwrap();
+            let regex = Regex::new(pattern).unwrap();
+            for line in lines {
+                assert_eq!(
+                    compiled.is_match(line),
+                    regex.is_match(line),
+                    "{pattern} on {line:?}"
+                );
+            }
+        }
+        assert!(ConsolePattern::new(patterns[0]).unwrap().straight.is_some());
+        assert!(ConsolePattern::new(patterns[2]).unwrap().straight.is_none());
     }
 }

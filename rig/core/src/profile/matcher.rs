@@ -21,9 +21,9 @@ use regex_automata::nfa::thompson;
 use regex_automata::util::captures::Captures;
 use regex_automata::{Anchored, Input, MatchKind, PatternID};
 
-use super::straight::StraightPattern;
 use super::{value, Fields};
 use crate::literals::LiteralFinder;
+use crate::straight::StraightPattern;
 
 /// Every event pattern of a profile, compiled for the read path.
 pub(super) struct EventMatcher {
@@ -201,7 +201,7 @@ impl Starts {
 
 impl GroupReader {
     fn new(pattern: &str) -> Result<GroupReader, String> {
-        if let Some(straight) = StraightPattern::new(pattern) {
+        if let Some(straight) = StraightPattern::new(pattern, false) {
             return Ok(GroupReader::Straight(straight));
         }
         let names = |info: &regex_automata::util::captures::GroupInfo| -> Vec<(usize, Arc<str>)> {
@@ -241,7 +241,15 @@ impl GroupReader {
     /// `span`.
     fn read(&self, line: &str, span: &Input<'_>, scratch: &mut GroupScratch) -> Option<Fields> {
         let (captures, names) = match (self, scratch) {
-            (GroupReader::Straight(straight), _) => return straight.read(line, span.start()),
+            (GroupReader::Straight(straight), _) => {
+                let found = straight.read(line.as_bytes(), span.start())?;
+                let named = found.named_groups();
+                return Some(
+                    named
+                        .map(|(name, range)| (name.clone(), value(line, range)))
+                        .collect(),
+                );
+            }
             (GroupReader::OnePass { dfa, names }, GroupScratch::OnePass(cache, captures)) => {
                 // Fails only for a search configuration this module never makes.
                 dfa.try_search(cache, span, captures).ok()?;

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod matcher;
-mod straight;
 
 use regex::Regex;
 use serde::Deserialize;

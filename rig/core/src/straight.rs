@@ -8,12 +8,16 @@
 //! or choice whose first bytes the run's class lacks, a run of a disjoint class that must take at
 //! least one byte, or the end of the pattern) or has a fixed length. Anything else — optional
 //! groups, `.*` before more text, look-arounds — is left to the general engines.
+//!
+//! Terminal profiles are matched byte-wise (`\d` is an ASCII digit). Console triggers are Unicode
+//! regexes (`\d` is any digit); their straight form keeps the ASCII part of each class, so it
+//! reads an ASCII line exactly as the regex would, and other lines go to the regex.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 
-use super::{value, Fields};
 use crate::literals::begins_with;
 
 /// Groups a straight pattern may have.
@@ -21,7 +25,7 @@ const MAX_GROUPS: usize = 32;
 
 /// A pattern that reads a line straight through.
 #[derive(Debug)]
-pub(super) struct StraightPattern {
+pub(crate) struct StraightPattern {
     steps: Vec<Step>,
     /// The named groups in the order of their index, with their slot.
     names: Vec<(usize, Arc<str>)>,
@@ -87,12 +91,13 @@ impl ByteSet {
 }
 
 impl StraightPattern {
-    /// The straight form of `pattern` (parsed byte-wise, as the matcher runs it), or None when
-    /// it does not read straight through.
-    pub(super) fn new(pattern: &str) -> Option<StraightPattern> {
+    /// The straight form of `pattern`, or None when it does not read straight through. Byte-wise
+    /// (`unicode` false), it reads every line as the byte-wise regex does; with `unicode`, every
+    /// ASCII line as the Unicode regex does.
+    pub(crate) fn new(pattern: &str, unicode: bool) -> Option<StraightPattern> {
         let hir = regex_syntax::ParserBuilder::new()
-            .unicode(false)
-            .utf8(false)
+            .unicode(unicode)
+            .utf8(unicode)
             .build()
             .parse(pattern)
             .ok()?;
@@ -100,24 +105,24 @@ impl StraightPattern {
             steps: Vec::new(),
             names: Vec::new(),
         };
-        compiled.flatten(&hir)?;
+        compiled.flatten(&hir, unicode)?;
         compiled.names.sort_by_key(|(slot, _)| *slot);
         compiled.is_deterministic().then_some(compiled)
     }
 
     /// Appends the steps of `hir`; None when some part does not read straight.
-    fn flatten(&mut self, hir: &Hir) -> Option<()> {
+    fn flatten(&mut self, hir: &Hir, unicode: bool) -> Option<()> {
         match hir.kind() {
             HirKind::Empty => {}
             HirKind::Literal(literal) => self.steps.push(Step::Literal(literal.0.clone())),
             HirKind::Class(class) => self.steps.push(Step::Run {
-                class: byte_set(class)?,
+                class: byte_set(class, unicode)?,
                 min: 1,
                 max: Some(1),
             }),
             HirKind::Repetition(repetition) => {
                 let class = match repetition.sub.kind() {
-                    HirKind::Class(class) => byte_set(class)?,
+                    HirKind::Class(class) => byte_set(class, unicode)?,
                     HirKind::Literal(literal) if literal.0.len() == 1 => {
                         let mut set = ByteSet::default();
                         set.insert_range(literal.0[0], literal.0[0]);
@@ -141,10 +146,10 @@ impl StraightPattern {
                     self.names.push((slot, Arc::from(&**name)));
                 }
                 self.steps.push(Step::Open(slot));
-                self.flatten(&capture.sub)?;
+                self.flatten(&capture.sub, unicode)?;
                 self.steps.push(Step::Close(slot));
             }
-            HirKind::Concat(parts) => parts.iter().try_for_each(|part| self.flatten(part))?,
+            HirKind::Concat(parts) => parts.iter().try_for_each(|part| self.flatten(part, unicode))?,
             HirKind::Alternation(choices) => {
                 let literals = choices
                     .iter()
@@ -177,10 +182,8 @@ impl StraightPattern {
         })
     }
 
-    /// Whether the pattern matches `line` beginning exactly at `start`, and if so its named
-    /// groups' values.
-    pub(super) fn read(&self, text: &str, start: usize) -> Option<Fields> {
-        let line = text.as_bytes();
+    /// Whether the pattern matches `line` beginning exactly at `start`, and if so where.
+    pub(crate) fn read(&self, line: &[u8], start: usize) -> Option<StraightMatch<'_>> {
         let mut spans = [(0usize, 0usize); MAX_GROUPS];
         let mut at = start;
         for step in &self.steps {
@@ -212,18 +215,30 @@ impl StraightPattern {
                 Step::Close(slot) => spans[*slot].1 = at,
             }
         }
-        let mut fields = Fields::with_capacity(self.names.len());
-        for (slot, name) in &self.names {
-            let (from, to) = spans[*slot];
-            fields.push(name.clone(), value(text, from..to));
-        }
-        Some(fields)
+        Some(StraightMatch { pattern: self, spans })
     }
 }
 
-/// The bytes of `class`; None for a class with characters beyond ASCII (byte-wise parsing gives
-/// those only for an explicit Unicode class).
-fn byte_set(class: &Class) -> Option<ByteSet> {
+/// Where a straight pattern matched.
+pub(crate) struct StraightMatch<'p> {
+    pattern: &'p StraightPattern,
+    /// Each group's byte range, by group index.
+    spans: [(usize, usize); MAX_GROUPS],
+}
+
+impl StraightMatch<'_> {
+    /// Each named group's name and byte range, in the order of the groups' indices.
+    pub(crate) fn named_groups(&self) -> impl Iterator<Item = (&Arc<str>, Range<usize>)> + '_ {
+        self.pattern.names.iter().map(|(slot, name)| {
+            let (from, to) = self.spans[*slot];
+            (name, from..to)
+        })
+    }
+}
+
+/// The bytes of `class`: a byte class as it is, a Unicode class's ASCII characters (on an ASCII
+/// line, the only ones that can match). None for a byte-wise class of characters beyond ASCII.
+fn byte_set(class: &Class, unicode: bool) -> Option<ByteSet> {
     let mut set = ByteSet::default();
     match class {
         Class::Bytes(bytes) => bytes
@@ -231,11 +246,15 @@ fn byte_set(class: &Class) -> Option<ByteSet> {
             .for_each(|range| set.insert_range(range.start(), range.end())),
         Class::Unicode(chars) => {
             for range in chars.iter() {
-                let (from, to) = (u8::try_from(range.start()).ok()?, u8::try_from(range.end()).ok()?);
-                if to > 0x7f {
+                if !unicode && range.end() > '\x7f' {
                     return None;
                 }
-                set.insert_range(from, to);
+                if let Ok(from) = u8::try_from(range.start()) {
+                    let to = u8::try_from(range.end()).unwrap_or(0x7f).min(0x7f);
+                    if from <= to {
+                        set.insert_range(from, to);
+                    }
+                }
             }
         }
     }
@@ -244,15 +263,23 @@ fn byte_set(class: &Class) -> Option<ByteSet> {
 
 #[cfg(test)]
 mod tests {
+    use regex_automata::{meta, Anchored, Input, PatternID};
+
     use super::*;
 
+    /// The text of `line` over `range`, made valid where a range splits a character.
+    fn text(line: &str, range: Range<usize>) -> String {
+        String::from_utf8_lossy(&line.as_bytes()[range]).into_owned()
+    }
+
+    /// The named groups of a straight match of `pattern` (byte-wise) on `line` at `start`.
     fn groups(pattern: &str, line: &str, start: usize) -> Option<Vec<(String, String)>> {
-        let straight = StraightPattern::new(pattern).expect("a straight pattern");
-        let found = straight.read(line, start)?;
+        let straight = StraightPattern::new(pattern, false).expect("a straight pattern");
+        let found = straight.read(line.as_bytes(), start)?;
         Some(
             found
-                .iter()
-                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .named_groups()
+                .map(|(name, range)| (name.to_string(), text(line, range)))
                 .collect(),
         )
     }
@@ -332,62 +359,49 @@ mod tests {
             r"\] X \w+?=",
             r"\] X (?:ab)+",
         ] {
-            assert!(StraightPattern::new(pattern).is_none(), "{pattern}");
+            assert!(StraightPattern::new(pattern, false).is_none(), "{pattern}");
         }
         // Fixed-length runs need nothing after them to be told apart.
-        assert!(StraightPattern::new(r"\] X (?P<a>\w{2})(?P<b>\d+)").is_some());
-        assert!(StraightPattern::new(r"\] X (?P<a>\w+?) ").is_none());
+        assert!(StraightPattern::new(r"\] X (?P<a>\w{2})(?P<b>\d+)", false).is_some());
+        assert!(StraightPattern::new(r"\] X (?P<a>\w+?) ", false).is_none());
+        // Byte-wise, a class beyond ASCII cannot be a set of bytes.
+        assert!(StraightPattern::new(r"\] X (?u:\d)+", false).is_none());
+        assert!(StraightPattern::new(r"\] X \d+", true).is_some());
     }
 
-    /// Every straight pattern of the posterm profile, and a few more, agree with the regex engine
-    /// on lines made by mangling real log lines, at every place in them.
-    #[test]
-    fn straight_reading_agrees_with_the_regex_engine() {
-        use regex_automata::{meta, Anchored, Input};
+    /// Real log lines, to be mangled.
+    const LINES: [&str; 10] = [
+        "[    1.234] TXN sent mti=0200 stan=000042",
+        "[    1.234] TXN reply mti=0210 stan=000042 rc=00",
+        "[    1.234] CARD read name=\"银联 debit\" pan=622202******1234",
+        "[    1.234] EMV second_generate_ac=AAC stan=000007",
+        "[    1.234] APPROVED stan=000001 amount=100 auth=123456 rrn=000000000001",
+        "[    1.234] RECEIPT type=sale stan=000001 amount=1.00",
+        "[    1.234] SETTLED batch=000012 count=3 amount=300 balanced=yes",
+        "[    1.234] STATUS stan=000001 batch=000012 signed_on=true records=7 reversal=none",
+        "[    1.234] ERROR sale needs an amount",
+        "aa=b1 n=123 n=12345 xTCy xAACy 1.5 x",
+    ];
 
-        let profile = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../fixtures/terminals/posterm.toml"
-        ))
-        .unwrap();
-        let mut patterns: Vec<String> = profile
-            .lines()
-            .filter_map(|line| line.strip_prefix("pattern = '")?.strip_suffix('\''))
-            .map(str::to_string)
-            .collect();
-        assert_eq!(patterns.len(), 29);
-        let straight = patterns
-            .iter()
-            .filter(|p| StraightPattern::new(p).is_some())
-            .count();
-        assert_eq!(
-            straight, 27,
-            "all but REFUSED's optional group and REVERSAL rejected's `.* attempt=`"
-        );
-        patterns.extend(
-            [
-                r"n=(?P<n>\d{1,3}) ",
-                r"n=(?P<n>\d{2,4})",
-                r"(a+)=(?P<v>\w+)",
-                r"x(?P<c>TC|AAC)y",
-                r"(?P<a>[\d.]+) (?P<b>\S*)",
-                r"(?P<w>.*)",
-            ]
-            .map(str::to_string),
-        );
-        let lines = [
-            "[    1.234] TXN sent mti=0200 stan=000042",
-            "[    1.234] TXN reply mti=0210 stan=000042 rc=00",
-            "[    1.234] CARD read name=\"银联 debit\" pan=622202******1234",
-            "[    1.234] EMV second_generate_ac=AAC stan=000007",
-            "[    1.234] APPROVED stan=000001 amount=100 auth=123456 rrn=000000000001",
-            "[    1.234] RECEIPT type=sale stan=000001 amount=1.00",
-            "[    1.234] SETTLED batch=000012 count=3 amount=300 balanced=yes",
-            "[    1.234] STATUS stan=000001 batch=000012 signed_on=true records=7 reversal=none",
-            "[    1.234] ERROR sale needs an amount",
-            "aa=b1 n=123 n=12345 xTCy xAACy 1.5 x",
-        ];
-        let alphabet = ['0', '7', ' ', '=', '"', 'a', 'T', 'C', ']', '.', '银', '\t'];
+    /// Patterns beyond the profile's, one for each kind of step.
+    const MORE: [&str; 7] = [
+        r"n=(?P<n>\d{1,3}) ",
+        r"n=(?P<n>\d{2,4})",
+        r"(a+)=(?P<v>\w+)",
+        r"x(?P<c>TC|AAC)y",
+        r"(?P<a>[\d.]+) (?P<b>\S*)",
+        r"(?P<w>.*)",
+        r"(?i)txn SENT mti=(?P<mti>\d+)",
+    ];
+
+    /// Compares every straight pattern of `patterns` with the regex engine, on mangled [`LINES`]
+    /// at every place in them (Unicode patterns on ASCII lines only); returns the matches seen.
+    fn cross_check(patterns: &[&str], unicode: bool) -> usize {
+        let alphabet: &[char] = if unicode {
+            &['0', '7', ' ', '=', '"', 'a', 'T', 'C', ']', '.', '\t']
+        } else {
+            &['0', '7', ' ', '=', '"', 'a', 'T', 'C', ']', '.', '银', '\t']
+        };
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = move |below: usize| {
             seed ^= seed << 13;
@@ -396,21 +410,17 @@ mod tests {
             (seed % below as u64) as usize
         };
         let mut checked = 0;
-        for pattern in &patterns {
-            let Some(straight) = StraightPattern::new(pattern) else {
+        for pattern in patterns {
+            let Some(straight) = StraightPattern::new(pattern, unicode) else {
                 continue;
             };
-            let regex = meta::Regex::builder()
-                .syntax(
-                    regex_automata::util::syntax::Config::new()
-                        .unicode(false)
-                        .utf8(false),
-                )
-                .build(pattern)
-                .unwrap();
+            let syntax = regex_automata::util::syntax::Config::new()
+                .unicode(unicode)
+                .utf8(unicode);
+            let regex = meta::Regex::builder().syntax(syntax).build(pattern).unwrap();
             let mut captures = regex.create_captures();
             for round in 0..200 {
-                let mut line: Vec<char> = lines[round % lines.len()].chars().collect();
+                let mut line: Vec<char> = LINES[round % LINES.len()].chars().collect();
                 for _ in 0..round % 4 {
                     let at = next(line.len());
                     match next(3) {
@@ -420,25 +430,25 @@ mod tests {
                     }
                 }
                 let line: String = line.into_iter().collect();
+                if unicode && !line.is_ascii() {
+                    continue;
+                }
                 for start in 0..=line.len() {
                     let span = Input::new(&line).range(start..).anchored(Anchored::Yes);
                     regex.search_captures(&span, &mut captures);
                     let expected = captures.is_match().then(|| {
-                        let names = captures
-                            .group_info()
-                            .pattern_names(regex_automata::PatternID::ZERO);
+                        let names = captures.group_info().pattern_names(PatternID::ZERO);
                         names
                             .enumerate()
                             .filter_map(|(group, name)| {
-                                let span = captures.get_group(group)?;
-                                Some((name?.to_string(), value(&line, span.range())))
+                                Some((name?.to_string(), text(&line, captures.get_group(group)?.range())))
                             })
                             .collect::<Vec<_>>()
                     });
-                    let found = straight.read(&line, start).map(|fields| {
-                        fields
-                            .iter()
-                            .map(|(name, value)| (name.to_string(), value.to_string()))
+                    let found = straight.read(line.as_bytes(), start).map(|found| {
+                        found
+                            .named_groups()
+                            .map(|(name, range)| (name.to_string(), text(&line, range)))
                             .collect::<Vec<_>>()
                     });
                     assert_eq!(found, expected, "{pattern} on {line:?} from {start}");
@@ -446,6 +456,46 @@ mod tests {
                 }
             }
         }
+        checked
+    }
+
+    /// Every straight pattern of the posterm profile, and a few more, agree with the byte-wise
+    /// regex engine on lines made by mangling real log lines, at every place in them.
+    #[test]
+    fn straight_reading_agrees_with_the_regex_engine() {
+        let profile = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/terminals/posterm.toml"
+        ))
+        .unwrap();
+        let patterns: Vec<&str> = profile
+            .lines()
+            .filter_map(|line| line.strip_prefix("pattern = '")?.strip_suffix('\''))
+            .collect();
+        assert_eq!(patterns.len(), 29);
+        let straight = patterns
+            .iter()
+            .filter(|p| StraightPattern::new(p, false).is_some())
+            .count();
+        assert_eq!(
+            straight, 27,
+            "all but REFUSED's optional group and REVERSAL rejected's `.* attempt=`"
+        );
+        let all: Vec<&str> = patterns.iter().copied().chain(MORE).collect();
+        let checked = cross_check(&all, false);
         assert!(checked > 1000, "only {checked} matches were compared");
+    }
+
+    /// As console triggers use them: Unicode patterns read ASCII lines as the Unicode regex does.
+    #[test]
+    fn unicode_patterns_read_ascii_lines_as_the_unicode_regex_does() {
+        let triggers = [
+            r"\] TXN sent mti=0200 stan=\d{6}",
+            r"\] (?P<tag>\w+) stan=(?P<stan>\d+)",
+            r"\] CARD read name=(?P<name>.*)",
+        ];
+        let all: Vec<&str> = triggers.into_iter().chain(MORE).collect();
+        let checked = cross_check(&all, true);
+        assert!(checked > 300, "only {checked} matches were compared");
     }
 }
