@@ -180,11 +180,17 @@ pub(crate) fn begins_with(haystack: &[u8], prefix: &[u8]) -> bool {
         && word(haystack, len - 8) == word(prefix, len - 8)
 }
 
-/// The first `len` (at most 8) bytes of `bytes` as a number.
+/// The first `len` (1 to 8) bytes of `bytes` as a number: one load and a mask where eight bytes
+/// are there (a copy of `len` bytes would call `memcpy`), else byte by byte.
 fn key(bytes: &[u8], len: usize) -> u64 {
-    let mut key = [0u8; 8];
-    key[..len].copy_from_slice(&bytes[..len]);
-    u64::from_be_bytes(key)
+    let mask = u64::MAX << (64 - 8 * len);
+    match bytes.first_chunk::<8>() {
+        Some(word) => u64::from_be_bytes(*word) & mask,
+        None => bytes[..len]
+            .iter()
+            .enumerate()
+            .fold(0, |key, (at, &byte)| key | u64::from(byte) << (56 - 8 * at)),
+    }
 }
 
 #[cfg(test)]

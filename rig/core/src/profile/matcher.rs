@@ -243,12 +243,14 @@ impl GroupReader {
         let (captures, names) = match (self, scratch) {
             (GroupReader::Straight(straight), _) => {
                 let found = straight.read(line.as_bytes(), span.start())?;
-                let named = found.named_groups();
-                return Some(
-                    named
-                        .map(|(name, range)| (name.clone(), value(line, range)))
-                        .collect(),
-                );
+                let (count, bytes) = found.named_groups().fold((0, 0), |(count, bytes), (_, range)| {
+                    (count + 1, bytes + range.len())
+                });
+                let mut fields = Fields::with_capacity(count, bytes);
+                for (name, range) in found.named_groups() {
+                    fields.push(name.clone(), &value(line, range));
+                }
+                return Some(fields);
             }
             (GroupReader::OnePass { dfa, names }, GroupScratch::OnePass(cache, captures)) => {
                 // Fails only for a search configuration this module never makes.
@@ -265,10 +267,10 @@ impl GroupReader {
         if !captures.is_match() {
             return None;
         }
-        let mut fields = Fields::with_capacity(names.len());
+        let mut fields = Fields::with_capacity(names.len(), line.len());
         for (group, name) in names {
             if let Some(span) = captures.get_group(*group) {
-                fields.push(name.clone(), value(line, span.range()));
+                fields.push(name.clone(), &value(line, span.range()));
             }
         }
         Some(fields)

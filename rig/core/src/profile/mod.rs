@@ -1,7 +1,9 @@
 //! Terminal profiles: how to drive a terminal model from its console and how to turn its log lines
 //! into canonical events (`fixtures/terminals/*.toml`, vocabulary in `fixtures/terminals/README.md`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -40,48 +42,69 @@ impl Event {
 }
 
 /// An event's named values, in the order its pattern names them. The names are shared with the
-/// profile, so a line's event costs one allocation per value, not two.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Fields(Vec<(Arc<str>, String)>);
+/// profile and the values kept in one string, so a line's event costs two allocations however
+/// many fields it has.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Fields {
+    /// Each field's name and where its value lies in `values`.
+    spans: Vec<(Arc<str>, Range<usize>)>,
+    values: String,
+}
 
 impl Fields {
     /// The value of field `name`, if the event has it.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(field, _)| &**field == name)
-            .map(|(_, value)| value.as_str())
+        self.iter()
+            .find(|(field, _)| *field == name)
+            .map(|(_, value)| value)
     }
 
     /// Each field's name and value.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(name, value)| (&**name, value.as_str()))
+        self.spans
+            .iter()
+            .map(|(name, span)| (&**name, &self.values[span.clone()]))
     }
 
     /// How many fields the event has.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.spans.len()
     }
 
     /// True when the event has no fields.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.spans.is_empty()
     }
 
     /// Adds a field (the matcher fills an event's fields in its pattern's order).
-    pub(crate) fn push(&mut self, name: Arc<str>, value: String) {
-        self.0.push((name, value));
+    pub(crate) fn push(&mut self, name: Arc<str>, value: &str) {
+        let start = self.values.len();
+        self.values.push_str(value);
+        self.spans.push((name, start..self.values.len()));
     }
 
-    /// Room for `fields` fields.
-    pub(crate) fn with_capacity(fields: usize) -> Fields {
-        Fields(Vec::with_capacity(fields))
+    /// Room for `fields` fields whose values take `bytes` bytes.
+    pub(crate) fn with_capacity(fields: usize, bytes: usize) -> Fields {
+        Fields {
+            spans: Vec::with_capacity(fields),
+            values: String::with_capacity(bytes),
+        }
     }
 }
 
-impl<K: Into<Arc<str>>, V: Into<String>> FromIterator<(K, V)> for Fields {
+impl std::fmt::Debug for Fields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<K: Into<Arc<str>>, V: AsRef<str>> FromIterator<(K, V)> for Fields {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(fields: I) -> Fields {
-        Fields(fields.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        let mut collected = Fields::default();
+        for (name, value) in fields {
+            collected.push(name.into(), value.as_ref());
+        }
+        collected
     }
 }
 
@@ -93,11 +116,11 @@ impl serde::Serialize for Fields {
 
 /// The text of `line` over `range`. A byte-wise pattern may, rarely, split a character: then the
 /// value is made valid with U+FFFD.
-fn value(line: &str, range: std::ops::Range<usize>) -> String {
-    line.get(range.clone()).map_or_else(
-        || String::from_utf8_lossy(&line.as_bytes()[range]).into_owned(),
-        str::to_string,
-    )
+fn value(line: &str, range: Range<usize>) -> Cow<'_, str> {
+    match line.get(range.clone()) {
+        Some(text) => Cow::Borrowed(text),
+        None => String::from_utf8_lossy(&line.as_bytes()[range]),
+    }
 }
 
 #[derive(Deserialize)]
