@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::capability::{CardFeeder, Impairment, Link, NetworkImpairment, PowerSwitch};
+use crate::capability::{CardFeeder, Console, Impairment, Link, NetworkImpairment, PowerState, PowerSwitch};
 use crate::error::{Result, RigError};
 use crate::timeline::{now_ns, Entry, Source, Timeline};
 
@@ -93,6 +93,8 @@ pub struct Capabilities {
     pub link: Option<Arc<dyn Link>>,
     /// Network impairments.
     pub impairment: Option<Arc<dyn NetworkImpairment>>,
+    /// The terminal's console, whose unfinished line is ended as the power comes back.
+    pub console: Option<Arc<dyn Console>>,
 }
 
 /// Performs actions and records them.
@@ -135,7 +137,11 @@ impl Actuators {
         let missing = |what: &str| RigError::Missing(what.to_string());
         match action {
             Action::PowerOff => c.power.as_ref().ok_or_else(|| missing("power switch"))?.off(),
-            Action::PowerOn => c.power.as_ref().ok_or_else(|| missing("power switch"))?.on(),
+            Action::PowerOn => {
+                let power = c.power.as_ref().ok_or_else(|| missing("power switch"))?;
+                self.end_console_line_if_off(power.as_ref());
+                power.on()
+            }
             Action::CardInsert { card } => c
                 .card
                 .as_ref()
@@ -159,6 +165,23 @@ impl Actuators {
                 .as_ref()
                 .ok_or_else(|| missing("network impairment"))?
                 .reset_connections(),
+        }
+    }
+
+    /// Before the power comes back on, ends the line the terminal may have left unfinished when it
+    /// went off (see [`Console::end_line`]). A console that cannot do so is noted on the timeline;
+    /// the power still comes on.
+    fn end_console_line_if_off(&self, power: &dyn PowerSwitch) {
+        let Some(console) = &self.capabilities.console else {
+            return;
+        };
+        if !matches!(power.state(), Ok(PowerState::Off)) {
+            return;
+        }
+        if let Err(e) = console.end_line() {
+            let note = format!("the console's unfinished line could not be ended: {e}");
+            self.timeline
+                .push(Entry::new(now_ns(), Source::Console, "console", note));
         }
     }
 

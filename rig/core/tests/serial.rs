@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use posrig_core::actuators::{Action, Actuators, Capabilities};
 use posrig_core::capability::{Console, ConsoleLine, LineSink};
 use posrig_core::profile::Profile;
 use posrig_core::serial::{FlowControl, Parity, SerialConsole, SerialSettings};
-use posrig_core::timeline::now_ns;
+use posrig_core::sim::power::{SimPower, TerminalCommand};
+use posrig_core::timeline::{now_ns, Timeline};
 use serialport::{SerialPort, TTYPort};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -28,6 +30,9 @@ enum Seen {
     Resumed {
         t_ns: u64,
         device: String,
+    },
+    Unfinished {
+        text: String,
     },
 }
 
@@ -106,6 +111,22 @@ impl LineSink for Recorder {
             device: device.to_string(),
         });
     }
+
+    fn unfinished(&self, _t_ns: u64, text: &str) {
+        self.push(Seen::Unfinished {
+            text: text.to_string(),
+        });
+    }
+}
+
+/// The unfinished lines seen, in order.
+fn unfinished(seen: &[Seen]) -> Vec<String> {
+    seen.iter()
+        .filter_map(|s| match s {
+            Seen::Unfinished { text } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn profile() -> Arc<Profile> {
@@ -493,4 +514,102 @@ fn unknown_fields_and_values_are_refused_by_name() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("unknown variant `rts`"), "{error}");
+}
+
+#[test]
+fn a_line_left_unfinished_is_ended_on_request_and_not_glued_to_the_next() {
+    let folder = DeviceFolder::new("unfinished");
+    let mut master = folder.plug();
+    let (console, recorder) = open(&settings(&folder.link(), 200));
+    master
+        .write_all(b"[    1.000] READY\n[    1.100] TXN sent mti=02")
+        .unwrap();
+    recorder.wait_lines(1);
+    // The terminal lost power there; by the time it is powered on the bytes have arrived.
+    std::thread::sleep(Duration::from_millis(100));
+    console.end_line().expect("the line is ended");
+    let seen = recorder.seen.lock().unwrap().clone();
+    assert_eq!(
+        unfinished(&seen),
+        ["[    1.100] TXN sent mti=02"],
+        "the sink has the unfinished line once end_line returns"
+    );
+
+    master.write_all(b"[    0.010] BOOT posterm\n").unwrap();
+    let lines = recorder.wait_lines(2);
+    assert_eq!(
+        lines[1].text, "[    0.010] BOOT posterm",
+        "the next line stands alone"
+    );
+    assert_eq!(lines[1].event.as_ref().map(|e| e.name.as_str()), Some("boot"));
+
+    console.end_line().expect("nothing to end is no error");
+    let seen = recorder.seen.lock().unwrap().clone();
+    assert_eq!(unfinished(&seen).len(), 1, "a finished line is not ended again");
+}
+
+/// Waits until `path` exists.
+fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + WAIT;
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn powering_the_terminal_on_again_ends_the_line_it_left_unfinished() {
+    let folder = DeviceFolder::new("power");
+    let recorder = Arc::new(Recorder::default());
+    let console = Arc::new(SerialConsole::pty(profile(), recorder.clone()).expect("a PTY console"));
+    // A terminal that, the first time, dies in the middle of a line, and then boots normally.
+    let booted_once = folder.0.join("booted-once");
+    let script = r#"if [ -e "$1" ]; then printf '[    0.010] BOOT posterm\n'; else printf '[    5.000] TXN sent mti=02'; : > "$1"; fi > "$2"; exec sleep 60"#;
+    let power = Arc::new(SimPower::new(TerminalCommand {
+        program: "sh".into(),
+        args: [
+            "-c",
+            script,
+            "terminal",
+            &booted_once.display().to_string(),
+            &console.device(),
+        ]
+        .map(str::to_string)
+        .to_vec(),
+        namespace: None,
+        stderr: folder.0.join("terminal.stderr"),
+    }));
+    let actuators = Actuators::new(
+        Capabilities {
+            power: Some(power),
+            console: Some(console.clone()),
+            ..Capabilities::default()
+        },
+        Timeline::new(),
+    );
+
+    actuators.perform(&Action::PowerOn, "test").expect("power on");
+    wait_for_file(&booted_once);
+    std::thread::sleep(Duration::from_millis(100));
+    actuators
+        .perform(&Action::PowerOn, "test")
+        .expect("power on while on");
+    let seen = recorder.seen.lock().unwrap().clone();
+    assert_eq!(
+        unfinished(&seen),
+        Vec::<String>::new(),
+        "a terminal that is on may be in the middle of a line"
+    );
+
+    actuators.perform(&Action::PowerOff, "test").expect("power off");
+    actuators
+        .perform(&Action::PowerOn, "test")
+        .expect("power on after the cut");
+    let lines = recorder.wait_lines(1);
+    assert_eq!(
+        lines[0].text, "[    0.010] BOOT posterm",
+        "the boot line stands alone"
+    );
+    let seen = recorder.seen.lock().unwrap().clone();
+    assert_eq!(unfinished(&seen), ["[    5.000] TXN sent mti=02"]);
 }

@@ -29,6 +29,9 @@ pub trait LineSink: Send + Sync {
     fn gap(&self, _t_ns: u64, _device: &str, _reason: &str) {}
     /// The console's `device` is back at `t_ns`, reopened with its settings; lines follow again.
     fn resumed(&self, _t_ns: u64, _device: &str) {}
+    /// The terminal left a line unfinished (it lost power in the middle of it), ended at `t_ns`
+    /// by [`Console::end_line`] with this `text`, which is not delivered as a line.
+    fn unfinished(&self, _t_ns: u64, _text: &str) {}
 }
 
 impl<F: Fn(&ConsoleLine) + Send + Sync> LineSink for F {
@@ -44,4 +47,10 @@ pub trait Console: Send + Sync {
     fn write(&self, bytes: &[u8]) -> Result<()>;
     /// The device the console reads, e.g. `/dev/ttyUSB0` or a PTY.
     fn device(&self) -> String;
+    /// Ends the line the terminal was writing, if it left one unfinished: its text goes to
+    /// [`LineSink::unfinished`] and the next byte begins a new line. A terminal that loses power
+    /// mid-line never finishes it, so the rig calls this as it powers the terminal on again, or
+    /// the first line after boot would be glued to the tail of the last one before the cut.
+    /// Returns once what had arrived is read and the line is ended.
+    fn end_line(&self) -> Result<()>;
 }

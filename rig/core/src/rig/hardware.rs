@@ -69,16 +69,17 @@ pub(super) fn assemble(a: Assembly<'_>) -> Result<Parts> {
         }
         _ => nftables.map(|n| n as Arc<dyn NetworkImpairment>),
     };
-    let console = match &config.console {
+    let console = Arc::new(match &config.console {
         ConsoleConfig::Serial(settings) => SerialConsole::open(settings, a.profile.clone(), a.sink.clone())?,
         ConsoleConfig::SimPty {} => unreachable!("the configuration refuses sim-pty here"),
-    };
+    });
     Ok(Parts {
         capabilities: Capabilities {
             power: Some(power),
             card: Some(card),
             link: Some(link),
             impairment,
+            console: Some(console.clone()),
         },
         console,
         host,

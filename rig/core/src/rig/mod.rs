@@ -58,7 +58,7 @@ pub struct Rig {
     /// Records GPIO input edges into the timeline for as long as the rig runs.
     _input_watcher: Option<InputWatcher>,
     actuators: Arc<Actuators>,
-    console: SerialConsole,
+    console: Arc<SerialConsole>,
     host: Arc<Host>,
     runtime: tokio::runtime::Runtime,
     timeline: Timeline,
@@ -317,7 +317,7 @@ struct Assembly<'a> {
 /// What they hand back.
 struct Parts {
     capabilities: Capabilities,
-    console: SerialConsole,
+    console: Arc<SerialConsole>,
     host: Arc<Host>,
     link_kind: LinkKind,
     inputs: Option<InputWatcher>,
@@ -415,6 +415,11 @@ impl LineSink for RigLines {
     fn resumed(&self, t_ns: u64, device: &str) {
         self.timeline
             .push(Entry::new(t_ns, Source::Console, "resumed", device.to_string()));
+    }
+
+    fn unfinished(&self, t_ns: u64, text: &str) {
+        let entry = Entry::new(t_ns, Source::Console, "unfinished line", text.to_string());
+        self.timeline.push(entry);
     }
 }
 

@@ -58,7 +58,7 @@ pub(super) fn assemble(a: Assembly<'_>) -> Result<Parts> {
     )?);
     super::mirror_maintenance(&host, &proxy);
     let terminal_reaches_host = proxy.addr();
-    let console = SerialConsole::pty(a.profile.clone(), a.sink.clone())?;
+    let console = Arc::new(SerialConsole::pty(a.profile.clone(), a.sink.clone())?);
 
     let terminal = config
         .terminal
@@ -91,6 +91,7 @@ pub(super) fn assemble(a: Assembly<'_>) -> Result<Parts> {
             card: Some(Arc::new(SimCardFeeder::new(&card_slot, &config.cards))),
             link: Some(link),
             impairment: Some(impairment),
+            console: Some(console.clone()),
         },
         console,
         host,

@@ -36,9 +36,17 @@ pub struct SerialConsole {
     device: String,
     /// The descriptor commands are written to; none while the device is gone.
     writer: Arc<Mutex<Option<File>>>,
+    /// Asks the reader to end the unfinished line; it answers on the enclosed sender.
+    end_line: EndLineRequests,
     stop: Option<oneshot::Sender<()>>,
     reader: Option<JoinHandle<()>>,
 }
+
+/// Requests to end the unfinished line, each with where to say it is done.
+type EndLineRequests = tokio::sync::mpsc::UnboundedSender<std::sync::mpsc::Sender<()>>;
+
+/// How long [`Console::end_line`] waits for the reader.
+const END_LINE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Which serial device to read.
 enum Device {
@@ -84,11 +92,22 @@ impl SerialConsole {
     fn start(device: Device, profile: Arc<Profile>, sink: Arc<dyn LineSink>) -> Result<SerialConsole> {
         let (opened_tx, opened_rx) = std::sync::mpsc::channel::<Opened>();
         let (stop, stopped) = oneshot::channel();
+        let (end_line, end_line_requests) = tokio::sync::mpsc::unbounded_channel();
         let writer = Arc::new(Mutex::new(None));
         let reader_writer = writer.clone();
         let reader = std::thread::Builder::new()
             .name("console reader".into())
-            .spawn(move || read_device(device, profile, sink, reader_writer, opened_tx, stopped))
+            .spawn(move || {
+                let wiring = Wiring {
+                    profile,
+                    sink,
+                    writer: reader_writer,
+                    opened: opened_tx,
+                    stopped,
+                    end_line_requests,
+                };
+                read_device(device, wiring)
+            })
             .map_err(|e| RigError::io("starting the console reader", e))?;
         let device = opened_rx
             .recv()
@@ -96,6 +115,7 @@ impl SerialConsole {
         Ok(SerialConsole {
             device,
             writer,
+            end_line,
             stop: Some(stop),
             reader: Some(reader),
         })
@@ -170,6 +190,20 @@ impl Console for SerialConsole {
     fn device(&self) -> String {
         self.device.clone()
     }
+
+    fn end_line(&self) -> Result<()> {
+        let (done, answer) = std::sync::mpsc::channel();
+        if self.end_line.send(done).is_err() {
+            // The reader has stopped: no line is being read.
+            return Ok(());
+        }
+        answer.recv_timeout(END_LINE_TIMEOUT).map_err(|_| {
+            RigError::Other(format!(
+                "the reader of the console {} did not end its line within {END_LINE_TIMEOUT:?}",
+                self.device
+            ))
+        })
+    }
 }
 
 impl Drop for SerialConsole {
@@ -183,17 +217,31 @@ impl Drop for SerialConsole {
     }
 }
 
-/// The reading thread: a single-threaded runtime that opens the device, reports it open, then
-/// wakes on bytes, splits lines and calls the sink for each, until told to stop. A port that
-/// vanishes is reopened; a PTY master is read again after a pause.
-fn read_device(
-    device: Device,
+/// What the reading thread is given besides its device.
+struct Wiring {
     profile: Arc<Profile>,
     sink: Arc<dyn LineSink>,
+    /// Where the reader puts the descriptor commands are written to.
     writer: Arc<Mutex<Option<File>>>,
+    /// Where it reports the device open (or why not).
     opened: std::sync::mpsc::Sender<Opened>,
-    mut stopped: oneshot::Receiver<()>,
-) {
+    stopped: oneshot::Receiver<()>,
+    end_line_requests: tokio::sync::mpsc::UnboundedReceiver<std::sync::mpsc::Sender<()>>,
+}
+
+/// The reading thread: a single-threaded runtime that opens the device, reports it open, then
+/// wakes on bytes, splits lines and calls the sink for each, until told to stop. A port that
+/// vanishes is reopened; a PTY master is read again after a pause. Asked to end the unfinished
+/// line, it reads what has arrived and hands what is left of a line to the sink as unfinished.
+fn read_device(device: Device, wiring: Wiring) {
+    let Wiring {
+        profile,
+        sink,
+        writer,
+        opened,
+        mut stopped,
+        mut end_line_requests,
+    } = wiring;
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -229,6 +277,18 @@ fn read_device(
         loop {
             let read = tokio::select! {
                 read = AsyncReadExt::read(&mut port, &mut chunk) => read,
+                Some(done) = end_line_requests.recv() => {
+                    while let Some(n) = read_arrived(&port, &mut chunk) {
+                        deliver(&chunk[..n], &mut pending, now_ns(), &profile, &sink);
+                    }
+                    if !pending.is_empty() {
+                        let unfinished = String::from_utf8_lossy(&pending);
+                        sink.unfinished(now_ns(), unfinished.trim_end_matches('\r'));
+                        pending.clear();
+                    }
+                    let _ = done.send(());
+                    continue;
+                }
                 _ = &mut stopped => return,
             };
             let t_ns = now_ns();
@@ -259,7 +319,7 @@ fn read_device(
                 pending.clear();
             }
             sink.gap(t_ns, &name, &reason);
-            let Some(back) = reopen(settings, &mut stopped).await else {
+            let Some(back) = reopen(settings, &mut stopped, &mut end_line_requests).await else {
                 return;
             };
             port = back.port;
@@ -269,12 +329,38 @@ fn read_device(
     });
 }
 
+/// Reads, without waiting, what has arrived on `port`; None when nothing has.
+fn read_arrived(port: &SerialStream, chunk: &mut [u8]) -> Option<usize> {
+    let mut poll = libc::pollfd {
+        fd: port.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd we own, no wait.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    if ready != 1 || poll.revents & libc::POLLIN == 0 {
+        return None;
+    }
+    // SAFETY: reads into `chunk`, which we own, at most its length; poll said it will not block.
+    let read = unsafe { libc::read(port.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
+    usize::try_from(read).ok().filter(|&n| n > 0)
+}
+
 /// Tries to open the port every `settings.reconnect_ms` until it opens, or gives up (`None`)
-/// as soon as the console is stopped.
-async fn reopen(settings: &SerialSettings, stopped: &mut oneshot::Receiver<()>) -> Option<OpenDevice> {
+/// as soon as the console is stopped. While the port is gone there is no line to end: requests
+/// to end one are answered at once (the gap took the unfinished line).
+async fn reopen(
+    settings: &SerialSettings,
+    stopped: &mut oneshot::Receiver<()>,
+    end_line_requests: &mut tokio::sync::mpsc::UnboundedReceiver<std::sync::mpsc::Sender<()>>,
+) -> Option<OpenDevice> {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(settings.reconnect()) => {}
+            Some(done) = end_line_requests.recv() => {
+                let _ = done.send(());
+                continue;
+            }
             _ = &mut *stopped => return None,
         }
         if let Ok(open) = open_port(settings) {
