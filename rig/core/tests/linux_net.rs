@@ -218,9 +218,9 @@ fn blackhole_and_certain_loss_stop_traffic_and_clear_restores_it() {
     skip_unless_root!();
     let namespace = terminal_namespace("lnblk", 3);
     let impairment = NftablesImpairment::new("ln-blk", &nftables_config(&namespace)).expect("starts");
-    assert_eq!(impairment.table(), "posrig_ln_blk");
+    assert_eq!(impairment.table(), "posrig_ln-blk");
     assert!(
-        !tables_in(&namespace).contains("posrig_ln_blk"),
+        !tables_in(&namespace).contains("posrig_ln-blk"),
         "nothing in force, no table"
     );
     let (listener, server) = listen_on_rig_side(&namespace);
@@ -229,7 +229,7 @@ fn blackhole_and_certain_loss_stop_traffic_and_clear_restores_it() {
     assert_eq!(udp_delivered(&namespace, 20), 20);
 
     impairment.apply(&blackhole()).expect("the blackhole is applied");
-    assert!(tables_in(&namespace).contains("table inet posrig_ln_blk"));
+    assert!(tables_in(&namespace).contains("table inet posrig_ln-blk"));
     assert_eq!(udp_delivered(&namespace, 20), 0, "a blackhole passes no datagram");
     assert!(
         connect_from_terminal(&namespace, server).is_err(),
@@ -249,7 +249,7 @@ fn blackhole_and_certain_loss_stop_traffic_and_clear_restores_it() {
 
     impairment.clear().expect("cleared");
     assert!(
-        !tables_in(&namespace).contains("posrig_ln_blk"),
+        !tables_in(&namespace).contains("posrig_ln-blk"),
         "clear removes the rules"
     );
     accepted
@@ -275,7 +275,7 @@ fn blackhole_and_certain_loss_stop_traffic_and_clear_restores_it() {
 
     drop(impairment);
     assert!(
-        !tables_in(&namespace).contains("posrig_ln_blk"),
+        !tables_in(&namespace).contains("posrig_ln-blk"),
         "drop removes the table"
     );
     assert_eq!(udp_delivered(&namespace, 20), 20);
@@ -442,12 +442,12 @@ fn a_table_left_by_a_killed_rig_is_removed_by_the_next_one() {
         .map_while(std::result::Result::ok)
         .any(|line| line == CHILD_READY);
     assert!(ready, "the child applied its blackhole");
-    assert!(tables_in(&namespace).contains("table inet posrig_ln_kill"));
+    assert!(tables_in(&namespace).contains("table inet posrig_ln-kill"));
 
     child.kill().expect("the child is killed with SIGKILL");
     child.wait().expect("the child is reaped");
     assert!(
-        tables_in(&namespace).contains("table inet posrig_ln_kill"),
+        tables_in(&namespace).contains("table inet posrig_ln-kill"),
         "SIGKILL leaves the table behind"
     );
     assert_eq!(
@@ -458,7 +458,7 @@ fn a_table_left_by_a_killed_rig_is_removed_by_the_next_one() {
 
     let successor = NftablesImpairment::new("ln-kill", &nftables_config(&namespace)).expect("starts");
     assert!(
-        !tables_in(&namespace).contains("posrig_ln_kill"),
+        !tables_in(&namespace).contains("posrig_ln-kill"),
         "the successor removed the left-over table"
     );
     assert_eq!(udp_delivered(&namespace, 10), 10);

@@ -418,3 +418,18 @@ fn in_proxy_mode_the_rig_relays_to_the_real_host_and_a_lost_reply_is_reversed_th
     }
     assert!(rig.verdict().unwrap().passed());
 }
+
+#[test]
+fn a_dropped_rig_leaves_nothing_of_itself_behind() {
+    let rig = rig(&[]);
+    // The console is an actuator too (the power ends its unfinished line), and its reader calls
+    // the triggers, which drive the actuators: none of them may keep another alive.
+    let actuators = std::sync::Arc::downgrade(rig.actuators());
+    let workdir = rig.workdir().to_path_buf();
+    drop(rig);
+    assert!(
+        actuators.upgrade().is_none(),
+        "the actuators (and with them the terminal's power, link and console) are freed"
+    );
+    assert!(!workdir.exists(), "the work folder is removed");
+}

@@ -3,7 +3,8 @@
 //!
 //! # The table
 //!
-//! Each rig owns one table, `inet posrig_<rig>` (dashes in the rig's name become underscores).
+//! Each rig owns one table, `inet posrig_<rig>`, named after the rig as it is (nft takes dashes in
+//! a name, so `bench-3` and `bench_3` own tables of their own).
 //! Its base chains hook input, output and forward, and send the terminal's traffic (packets
 //! entering by, or leaving by, the configured interface: `iifname` / `oifname`) to a regular
 //! chain `impair` holding the rules in force. Nothing else on the machine is matched, and no
@@ -229,7 +230,7 @@ fn table_name(rig_name: &str) -> std::result::Result<String, String> {
              '_' (it names the nftables table posrig_<rig>)"
         ));
     }
-    Ok(format!("posrig_{}", rig_name.replace('-', "_")))
+    Ok(format!("posrig_{rig_name}"))
 }
 
 /// A mark no earlier run of the rig is likely to have used (marks of a killed predecessor may
@@ -352,7 +353,12 @@ mod tests {
 
     #[test]
     fn rig_names_make_table_names() {
-        assert_eq!(table_name("bench-3").as_deref(), Ok("posrig_bench_3"));
+        assert_eq!(table_name("bench-3").as_deref(), Ok("posrig_bench-3"));
+        assert_ne!(
+            table_name("bench-3"),
+            table_name("bench_3"),
+            "two rigs, two tables"
+        );
         for bad in ["", "a b", "rig;flush ruleset", &"x".repeat(MAX_RIG_NAME_LEN + 1)] {
             let problem = table_name(bad).expect_err("refused");
             assert!(problem.contains("posrig_<rig>"), "{bad}: {problem}");

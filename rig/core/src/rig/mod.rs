@@ -93,7 +93,9 @@ impl Rig {
             .enable_all()
             .build()
             .map_err(|e| RigError::io("starting the host runtime", e))?;
-        let engine_cell: Arc<OnceLock<Arc<TriggerEngine>>> = Arc::new(OnceLock::new());
+        // The console's and the host's handlers reach the triggers through a weak reference: the
+        // engine drives the actuators, which hold the console, whose reader holds its handler.
+        let engine_cell: EngineCell = Arc::new(OnceLock::new());
         let lines = RigLines {
             engine: engine_cell.clone(),
             timeline: timeline.clone(),
@@ -117,7 +119,7 @@ impl Rig {
         };
         let actuators = Arc::new(Actuators::new(parts.capabilities, timeline.clone()));
         let triggers = Arc::new(TriggerEngine::new(actuators.clone(), timeline.clone()));
-        let _ = engine_cell.set(triggers.clone());
+        let _ = engine_cell.set(Arc::downgrade(&triggers));
         register_for_panics(&actuators);
 
         let rig = Rig {
@@ -374,23 +376,26 @@ fn resolve(upstream: &str) -> Result<SocketAddr> {
         .ok_or_else(|| RigError::Other(format!("the upstream acquirer host {upstream} has no address")))
 }
 
+/// Where the console's and the host's handlers find the trigger engine once it exists.
+type EngineCell = Arc<OnceLock<Weak<TriggerEngine>>>;
+
 /// The rig's console handler: triggers first (the timing-critical path), then the timeline and
 /// the log.
 struct RigLines {
-    engine: Arc<OnceLock<Arc<TriggerEngine>>>,
+    engine: EngineCell,
     timeline: Timeline,
     log: ConsoleLog,
 }
 
 impl LineSink for RigLines {
     fn raw(&self, text: &str, t_ns: u64) {
-        if let Some(engine) = self.engine.get() {
+        if let Some(engine) = self.engine.get().and_then(Weak::upgrade) {
             engine.on_console_text(text, t_ns);
         }
     }
 
     fn line(&self, line: &ConsoleLine) {
-        if let Some(engine) = self.engine.get() {
+        if let Some(engine) = self.engine.get().and_then(Weak::upgrade) {
             engine.on_console_line(line);
         }
         self.timeline
@@ -424,10 +429,10 @@ impl LineSink for RigLines {
 }
 
 /// The host's journal observer: triggers first, then the timeline.
-fn host_observer(engine: &Arc<OnceLock<Arc<TriggerEngine>>>, timeline: &Timeline) -> posrig_host::Observer {
+fn host_observer(engine: &EngineCell, timeline: &Timeline) -> posrig_host::Observer {
     let (engine, timeline) = (engine.clone(), timeline.clone());
     Arc::new(move |entry: &JournalEntry| {
-        if let Some(engine) = engine.get() {
+        if let Some(engine) = engine.get().and_then(Weak::upgrade) {
             engine.on_host(entry);
         }
         let direction = format!("{:?}", entry.direction).to_lowercase();
