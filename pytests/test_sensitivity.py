@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 SUITES = Path(__file__).parent
-#: Suites that judge the terminal: not the codec cross-check, not this test, and not the sweeps,
-#: which repeat the scenario tests at many offsets and would only make each run longer.
+#: Suites that judge the terminal: not the codec cross-check, the plugin's own tests or this test,
+#: and not the sweeps, which repeat the scenario tests at many offsets and would only make each run
+#: longer.
 JUDGING = sorted(
     str(p)
     for p in SUITES.glob("test_*.py")
-    if p.name not in ("test_sensitivity.py", "test_codec_crosscheck.py", "test_sweeps.py")
+    if p.name not in ("test_sensitivity.py", "test_codec_crosscheck.py", "test_sweeps.py", "test_plugin.py")
 )
 
 

@@ -343,13 +343,48 @@ fn a_rig_that_cannot_reach_its_safe_state_refuses_to_start() {
     assert!(message.contains("/nonexistent/terminal-emulator"), "{message}");
 }
 
-#[test]
-fn a_hardware_rig_with_a_missing_device_stops_before_switching_anything() {
+/// The example hardware rig.
+fn pi_example() -> RigConfig {
     let path = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../fixtures/rigs/pi-example.toml"
     ));
-    let config = RigConfig::load(&path).expect("the example configuration is valid");
+    RigConfig::load(&path).expect("the example configuration is valid")
+}
+
+#[test]
+fn a_hardware_rig_refuses_what_only_the_simulated_rig_can_honour() {
+    let config = pi_example();
+    let refusal = |options: RigOptions| match Rig::start(&config, options) {
+        Ok(_) => panic!("the options must be refused"),
+        Err(error) => error.to_string(),
+    };
+    let defect = refusal(RigOptions {
+        terminal_args: vec!["--defect".into(), "no_reversal_persist".into()],
+        ..RigOptions::default()
+    });
+    assert!(
+        defect.starts_with("the rig bench-3 (") && defect.contains("pi-example.toml) is real hardware"),
+        "{defect}"
+    );
+    assert!(
+        defect.contains("\"--defect no_reversal_persist\"")
+            && defect.contains("run this test on a simulated rig"),
+        "{defect}"
+    );
+    let link = refusal(RigOptions {
+        link: Some(LinkBackend::Proxy),
+        ..RigOptions::default()
+    });
+    assert!(
+        link.contains("the link override \"proxy\"") && link.contains("leave out --link"),
+        "{link}"
+    );
+}
+
+#[test]
+fn a_hardware_rig_with_a_missing_device_stops_before_switching_anything() {
+    let config = pi_example();
     let message = match Rig::start(&config, RigOptions::default()) {
         Ok(_) => panic!("no USB UART here: the rig must not start"),
         Err(error) => error.to_string(),

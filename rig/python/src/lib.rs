@@ -336,6 +336,13 @@ fn plot_summary(
     plotted(py.detach(|| posrig_records::run_summary(&groups, &stem)))
 }
 
+/// True when the rig `config` describes is the simulated one (its terminal a program the rig
+/// starts), false for real hardware.
+#[pyfunction]
+fn rig_is_simulated(config: PathBuf) -> PyResult<bool> {
+    Ok(RigConfig::load(&config).map_err(fail)?.simulated())
+}
+
 /// Draws the nightly trend: (run id, passed, failed, unresolved, duration s) per run.
 #[pyfunction]
 fn plot_trend(
@@ -367,6 +374,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(plot_histogram, m)?)?;
     m.add_function(wrap_pyfunction!(plot_summary, m)?)?;
     m.add_function(wrap_pyfunction!(plot_trend, m)?)?;
+    m.add_function(wrap_pyfunction!(rig_is_simulated, m)?)?;
     m.add("RigError", m.py().get_type::<RigError>())?;
     Ok(())
 }

@@ -75,6 +75,9 @@ impl Rig {
     /// terminal on) and returns it. Fails, with nothing left actuated, when a device is missing or
     /// the safe state cannot be reached: a rig that is not safe runs no test.
     pub fn start(config: &RigConfig, options: RigOptions) -> Result<Rig> {
+        if !config.simulated() {
+            refuse_simulator_options(config, &options)?;
+        }
         config.check_devices()?;
         let (workdir, remove_workdir) = match &options.workdir {
             Some(dir) => (dir.clone(), false),
@@ -352,6 +355,31 @@ impl Assembly<'_> {
         started.observe(self.observer.clone());
         Ok(Arc::new(started))
     }
+}
+
+/// A hardware rig's terminal and link are real: options that only the simulated rig can honour
+/// are refused rather than ignored, so a test never runs believing a setting is in force.
+fn refuse_simulator_options(config: &RigConfig, options: &RigOptions) -> Result<()> {
+    let rig = format!(
+        "the rig {} ({}) is real hardware",
+        config.name,
+        config.path.display()
+    );
+    if !options.terminal_args.is_empty() {
+        return Err(RigError::Other(format!(
+            "{rig}: its terminal cannot take the simulated terminal's arguments {:?} (a defect or a \
+             setting such as --set policy.…); run this test on a simulated rig",
+            options.terminal_args.join(" ")
+        )));
+    }
+    if let Some(link) = options.link {
+        return Err(RigError::Other(format!(
+            "{rig}: its link is the one its [link] table configures; the link override {:?} \
+             chooses between the simulated rig's links (leave out --link)",
+            format!("{link:?}").to_lowercase()
+        )));
+    }
+    Ok(())
 }
 
 /// Makes `proxy`, in front of `host`, refuse new connections exactly while the host is in

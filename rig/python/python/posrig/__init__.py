@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-from ._native import NativeRig, RigError
+from ._native import NativeRig, RigError, rig_is_simulated
 
 __all__ = [
     "Event",
@@ -31,6 +31,7 @@ __all__ = [
     "Terminal",
     "Verdict",
     "When",
+    "rig_is_simulated",
 ]
 
 #: Events that end a sale, a void or a settlement on the terminal.

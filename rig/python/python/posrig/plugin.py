@@ -2,9 +2,10 @@
 
 Options: `--rig` (a rig configuration; default the simulated rig), `--results` (where run records
 go), `--terminal` (extra arguments for the simulated terminal, e.g. "--defect reversal_after_send").
+`--terminal` and `--link` apply to the simulated rig only: with a hardware rig they stop the run.
 Fixtures: `rig` (a started rig per test, left safe afterwards), `make_rig` (more rigs, with extra
-terminal settings or defects), `terminal`, `host`, `cards`, `records` (the test's own folder in the
-run records).
+terminal settings or defects; on a hardware rig such a test is skipped with the reason),
+`terminal`, `host`, `cards`, `records` (the test's own folder in the run records).
 Markers: `@pytest.mark.needs("link")` skips, with the reason, a test the rig cannot run;
 `@pytest.mark.scenario("P3")` names the domain.md §4 row a test covers.
 
@@ -26,7 +27,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 
-from . import Rig, _native
+from . import Rig, _native, rig_is_simulated
 
 SUMMARY_FIELDS = ["test", "scenario", "group", "outcome", "duration_s", "measurements", "violations", "unresolved"]
 
@@ -44,12 +45,28 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "needs(capability): skip unless the rig has this capability (power, card, link, impairment)")
     config.addinivalue_line("markers", "scenario(id): the domain.md §4 scenario the test covers")
     _make_programs_findable()
+    _refuse_simulator_options_on_hardware(config)
     run_id = time.strftime("%Y%m%d-%H%M%S")
     records = Path(config.getoption("--results")) / run_id
     records.mkdir(parents=True, exist_ok=True)
     config.stash[_RECORDS] = Records(records, run_id)
     if not getattr(config.option, "xmlpath", None):
         config.option.xmlpath = str(records / "junit.xml")
+
+
+def _refuse_simulator_options_on_hardware(config: pytest.Config) -> None:
+    """`--terminal` and `--link` choose how the simulated rig runs; on a hardware rig they would
+    be ignored, so the run stops at once with the reason instead."""
+    given = [f"{name} {config.getoption(name)}" for name in ("--terminal", "--link") if config.getoption(name)]
+    if not given:
+        return
+    rig = config.getoption("--rig")
+    try:
+        simulated = rig_is_simulated(rig)
+    except _native.RigError:
+        return  # the rig fixture reports what is wrong with the configuration
+    if not simulated:
+        raise pytest.UsageError(f"{' and '.join(given)}: only the simulated rig takes these; {rig} is real hardware")
 
 
 def _make_programs_findable() -> None:
@@ -116,6 +133,9 @@ def make_rig(request: pytest.FixtureRequest) -> Iterator[Callable[..., Rig]]:
     started: List[Rig] = []
 
     def start(settings: Sequence[str] = (), defects: Sequence[str] = ()) -> Rig:
+        asked = [*(f"--set {s}" for s in settings), *(f"--defect {d}" for d in defects)]
+        if asked and not rig_is_simulated(config.getoption("--rig")):
+            pytest.skip(f"needs the simulated terminal ({', '.join(asked)}); the rig {config.getoption('--rig')} is real hardware")
         new = Rig(
             config.getoption("--rig"),
             link=config.getoption("--link"),
