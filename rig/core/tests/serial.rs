@@ -613,3 +613,64 @@ fn powering_the_terminal_on_again_ends_the_line_it_left_unfinished() {
     let seen = recorder.seen.lock().unwrap().clone();
     assert_eq!(unfinished(&seen), ["[    5.000] TXN sent mti=02"]);
 }
+
+/// A sink that, like a trigger whose action powers the terminal on, ends the console's line from
+/// the read path when it sees the line it waits for.
+struct EndsTheLineOn {
+    line: &'static str,
+    console: std::sync::OnceLock<std::sync::Weak<SerialConsole>>,
+    ended: Mutex<Option<String>>,
+    recorder: Arc<Recorder>,
+}
+
+impl LineSink for EndsTheLineOn {
+    fn line(&self, line: &ConsoleLine) {
+        if line.text == self.line {
+            let console = self.console.get().and_then(std::sync::Weak::upgrade).unwrap();
+            let outcome = console.end_line().map_err(|e| e.to_string());
+            *self.ended.lock().unwrap() = Some(format!("{outcome:?}"));
+        }
+        self.recorder.line(line);
+    }
+
+    fn unfinished(&self, t_ns: u64, text: &str) {
+        self.recorder.unfinished(t_ns, text);
+    }
+}
+
+#[test]
+fn the_read_path_itself_can_end_the_line_without_waiting_on_itself() {
+    let folder = DeviceFolder::new("self");
+    let mut master = folder.plug();
+    let recorder = Arc::new(Recorder::default());
+    let sink = Arc::new(EndsTheLineOn {
+        line: "[    1.000] power back",
+        console: std::sync::OnceLock::new(),
+        ended: Mutex::new(None),
+        recorder: recorder.clone(),
+    });
+    let console = Arc::new(
+        SerialConsole::open(&settings(&folder.link(), 200), profile(), sink.clone())
+            .expect("the console opens"),
+    );
+    let _ = sink.console.set(Arc::downgrade(&console));
+
+    // One write: the line the sink acts on, and after it the half line the terminal left.
+    master
+        .write_all(b"[    1.000] power back\n[    0.900] TXN sent mti=02")
+        .unwrap();
+    recorder.wait_lines(1);
+    master.write_all(b"[    0.010] BOOT posterm\n").unwrap();
+    let lines = recorder.wait_lines(2);
+    assert_eq!(
+        sink.ended.lock().unwrap().as_deref(),
+        Some("Ok(())"),
+        "end_line from the read path returns at once"
+    );
+    assert_eq!(
+        lines[1].text, "[    0.010] BOOT posterm",
+        "the next line stands alone"
+    );
+    let seen = recorder.seen.lock().unwrap().clone();
+    assert_eq!(unfinished(&seen), ["[    0.900] TXN sent mti=02"]);
+}

@@ -18,8 +18,9 @@ pub use settings::{FlowControl, Parity, SerialSettings, SettingProblem};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -36,14 +37,20 @@ pub struct SerialConsole {
     device: String,
     /// The descriptor commands are written to; none while the device is gone.
     writer: Arc<Mutex<Option<File>>>,
-    /// Asks the reader to end the unfinished line; it answers on the enclosed sender.
-    end_line: EndLineRequests,
+    /// Asks the reader to end the unfinished line.
+    end_line: EndLine,
     stop: Option<oneshot::Sender<()>>,
     reader: Option<JoinHandle<()>>,
 }
 
-/// Requests to end the unfinished line, each with where to say it is done.
-type EndLineRequests = tokio::sync::mpsc::UnboundedSender<std::sync::mpsc::Sender<()>>;
+/// How the reader is asked to end the unfinished line: from another thread by a request it
+/// answers once done; from its own thread (a trigger's action runs in the read path) by a flag it
+/// heeds as soon as the read being handed over is done, before it reads again.
+struct EndLine {
+    requests: tokio::sync::mpsc::UnboundedSender<std::sync::mpsc::Sender<()>>,
+    soon: Arc<AtomicBool>,
+    reader: ThreadId,
+}
 
 /// How long [`Console::end_line`] waits for the reader.
 const END_LINE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -92,7 +99,9 @@ impl SerialConsole {
     fn start(device: Device, profile: Arc<Profile>, sink: Arc<dyn LineSink>) -> Result<SerialConsole> {
         let (opened_tx, opened_rx) = std::sync::mpsc::channel::<Opened>();
         let (stop, stopped) = oneshot::channel();
-        let (end_line, end_line_requests) = tokio::sync::mpsc::unbounded_channel();
+        let (end_line_requests_tx, end_line_requests) = tokio::sync::mpsc::unbounded_channel();
+        let end_line_soon = Arc::new(AtomicBool::new(false));
+        let reader_end_line_soon = end_line_soon.clone();
         let writer = Arc::new(Mutex::new(None));
         let reader_writer = writer.clone();
         let reader = std::thread::Builder::new()
@@ -105,6 +114,7 @@ impl SerialConsole {
                     opened: opened_tx,
                     stopped,
                     end_line_requests,
+                    end_line_soon: reader_end_line_soon,
                 };
                 read_device(device, wiring)
             })
@@ -115,7 +125,11 @@ impl SerialConsole {
         Ok(SerialConsole {
             device,
             writer,
-            end_line,
+            end_line: EndLine {
+                requests: end_line_requests_tx,
+                soon: end_line_soon,
+                reader: reader.thread().id(),
+            },
             stop: Some(stop),
             reader: Some(reader),
         })
@@ -192,8 +206,13 @@ impl Console for SerialConsole {
     }
 
     fn end_line(&self) -> Result<()> {
+        if std::thread::current().id() == self.end_line.reader {
+            // Called from the read path: the reader cannot answer while it waits here.
+            self.end_line.soon.store(true, Ordering::Release);
+            return Ok(());
+        }
         let (done, answer) = std::sync::mpsc::channel();
-        if self.end_line.send(done).is_err() {
+        if self.end_line.requests.send(done).is_err() {
             // The reader has stopped: no line is being read.
             return Ok(());
         }
@@ -227,6 +246,8 @@ struct Wiring {
     opened: std::sync::mpsc::Sender<Opened>,
     stopped: oneshot::Receiver<()>,
     end_line_requests: tokio::sync::mpsc::UnboundedReceiver<std::sync::mpsc::Sender<()>>,
+    /// Set when the read path itself asked to end the line.
+    end_line_soon: Arc<AtomicBool>,
 }
 
 /// The reading thread: a single-threaded runtime that opens the device, reports it open, then
@@ -241,6 +262,7 @@ fn read_device(device: Device, wiring: Wiring) {
         opened,
         mut stopped,
         mut end_line_requests,
+        end_line_soon,
     } = wiring;
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -281,11 +303,8 @@ fn read_device(device: Device, wiring: Wiring) {
                     while let Some(n) = read_arrived(&port, &mut chunk) {
                         deliver(&chunk[..n], &mut pending, now_ns(), &profile, &sink);
                     }
-                    if !pending.is_empty() {
-                        let unfinished = String::from_utf8_lossy(&pending);
-                        sink.unfinished(now_ns(), unfinished.trim_end_matches('\r'));
-                        pending.clear();
-                    }
+                    end_line_soon.store(false, Ordering::Release);
+                    end_unfinished_line(&mut pending, &sink);
                     let _ = done.send(());
                     continue;
                 }
@@ -295,6 +314,9 @@ fn read_device(device: Device, wiring: Wiring) {
             let read = match read {
                 Ok(n) if n > 0 => {
                     deliver(&chunk[..n], &mut pending, t_ns, &profile, &sink);
+                    if end_line_soon.swap(false, Ordering::AcqRel) {
+                        end_unfinished_line(&mut pending, &sink);
+                    }
                     continue;
                 }
                 read => read,
@@ -327,6 +349,15 @@ fn read_device(device: Device, wiring: Wiring) {
             sink.resumed(now_ns(), &name);
         }
     });
+}
+
+/// Hands what is left of a line in `pending`, if anything, to `sink` as unfinished.
+fn end_unfinished_line(pending: &mut Vec<u8>, sink: &Arc<dyn LineSink>) {
+    if !pending.is_empty() {
+        let unfinished = String::from_utf8_lossy(pending);
+        sink.unfinished(now_ns(), unfinished.trim_end_matches('\r'));
+        pending.clear();
+    }
 }
 
 /// Reads, without waiting, what has arrived on `port`; None when nothing has.
