@@ -1,5 +1,8 @@
 """Network faults between the terminal and the host: domain.md §4 P2, a link flap while the 0400
-is in flight (P11), P13 with the link down, and a slow or lossy path (P4, P5 over an impaired link).
+is in flight (P11), P13 with the link down, a slow or lossy path (P4, P5 over an impaired link),
+and P5 with the 0200 held up until its reversals have overtaken it: with 25 counted as success
+the cardholder is charged for a reversed sale (the rig reports invariants 1, 2 and 6); with 00
+only, the reversal fails and the run is unresolved.
 
 The link is switched with rig.link.down()/up() or a trigger (`rig.when(...).do("link_down")`),
 which work on every link backend; impairments come from the userspace proxy the simulated rig puts
@@ -9,8 +12,10 @@ on a rig configured without them.
 
 from __future__ import annotations
 
+import time
+
 import pytest
-from test_purchase import assert_invariants_hold, assert_nothing_charged, financial_wire, sale
+from test_purchase import AMOUNT, assert_invariants_hold, assert_nothing_charged, financial_wire, sale
 from test_reversal import (  # noqa: F401 (rig_with is a fixture)
     LAZY,
     assert_reversed,
@@ -112,3 +117,65 @@ def test_p5_request_lost_on_the_wire_is_reversed_as_unknown_with_25(rig_with):
     assert financial_wire(rig, outcome.stan) == [("in", "0400", "98"), ("out", "0410", "25")], "the 0200 never arrived"
     assert rig.host.entry(outcome.stan) is None
     assert_nothing_charged(rig, outcome.stan)
+
+
+def wait_for_late_request(rig, stan: str, timeout_s: float = 10.0) -> None:
+    """Waits until the host has received (and answered) the 0200 of `stan` the proxy held back."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if [m for m in rig.host.messages("0210", "out") if m["stan"] == stan]:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the held 0200 of STAN {stan} never reached the host")
+
+
+@pytest.mark.scenario("P5")
+@pytest.mark.needs("impairment")
+def test_p5_a_request_held_past_its_own_reversal_is_a_double_charge_when_25_counts_as_success(rig_with):
+    """P5 with the 0200 held back rather than lost: the terminal times out, its 0400 overtakes the
+    0200 and is answered 25 (original not found), which this terminal's policy counts as done; the
+    0200 then arrives and is approved. The cardholder is charged for a sale the terminal reversed:
+    the rig must report it (invariants 1, 2 and 6), not pass it."""
+    rig = rig_with('policy.reversal_success_codes=["00","12","25"]')
+    # Held three seconds, twice the reply timeout; the path heals the moment the terminal gives up,
+    # so its 0400 goes straight through while the 0200 is still held.
+    rig.impair(delay_ms=3000)
+    heal_on_timeout(rig)
+
+    outcome = sale(rig)
+    assert (outcome.ended, outcome.reversal) == ("no_reply", "done"), outcome.names
+    assert outcome.first("reversal_done")["rc"] == "25", "the 0400 overtook the 0200"
+    wait_for_late_request(rig, outcome.stan)
+
+    assert financial_wire(rig, outcome.stan) == [
+        ("in", "0400", "98"),
+        ("out", "0410", "25"),
+        ("in", "0200", None),
+        ("out", "0210", "00"),
+    ], "the 0200 arrived after its reversal and was approved"
+    assert rig.host.net(outcome.stan) == AMOUNT, "the cardholder is charged"
+    verdict = rig.check()
+    assert verdict.broken() == [(1, outcome.stan), (2, outcome.stan), (6, outcome.stan)], str(verdict)
+    assert "reached the host before it, reversing nothing" in verdict.violations[1]["summary"], str(verdict)
+
+
+@pytest.mark.scenario("P5")
+@pytest.mark.needs("impairment")
+def test_p5_a_request_held_past_its_reversals_leaves_them_failed_and_the_run_unresolved_with_00_only(rig):
+    """The same held 0200 against the default policy (00 the only success code): every 0400
+    overtakes it and is answered 25, the terminal gives up (reversal failed), then the 0200 is
+    approved. Nothing is broken on the terminal's side — its 0400s went out first — but the host
+    holds the amount: the run is unresolved, never a pass."""
+    rig.impair(delay_ms=3000)
+    heal_on_timeout(rig)
+
+    outcome = sale(rig)
+    assert (outcome.ended, outcome.reversal) == ("no_reply", "failed"), outcome.names
+    wait_for_late_request(rig, outcome.stan)
+    assert sale(rig).ended == "approved", "the next sale goes online"
+
+    assert rig.host.net(outcome.stan) == AMOUNT
+    verdict = rig.check()
+    assert verdict.broken() == [], str(verdict)
+    [unresolved] = verdict.unresolved
+    assert unresolved["stan"] == outcome.stan and f"holds {AMOUNT}" in unresolved["summary"], str(verdict)

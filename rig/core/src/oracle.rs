@@ -221,6 +221,12 @@ impl<'a> Wire<'a> {
             .filter(move |e| e.is(Direction::In, mti))
     }
 
+    /// 0400s for `tid`/`stan` the host received.
+    fn reversals_of(&self, tid: &'a str, stan: &'a str) -> impl Iterator<Item = &'a JournalEntry> + '_ {
+        self.received("0400")
+            .filter(move |e| e.tid() == tid && e.stan_text() == stan)
+    }
+
     /// 0400s for `tid`/`stan` received after position `seq`.
     fn reversals_after(
         &self,
@@ -228,8 +234,7 @@ impl<'a> Wire<'a> {
         stan: &'a str,
         seq: u64,
     ) -> impl Iterator<Item = &'a JournalEntry> + '_ {
-        self.received("0400")
-            .filter(move |e| e.seq > seq && e.tid() == tid && e.stan_text() == stan)
+        self.reversals_of(tid, stan).filter(move |e| e.seq > seq)
     }
 
     /// The first 0200 or 0500 from `tid` after position `seq`.
@@ -252,6 +257,13 @@ impl<'a> Wire<'a> {
         self.entries.iter().copied().filter(move |e| {
             e.direction == Direction::Out && e.connection == request.connection && e.seq > request.seq
         })
+    }
+
+    /// The response code of the host's reply to `request`, if it sent one.
+    fn answer_to(&self, request: &'a JournalEntry) -> Option<&'a str> {
+        self.replies_to(request)
+            .find(|e| e.stan == request.stan)?
+            .field(39)
     }
 
     /// Every entry on a connection that carried a request from `tid` with `stan` (`tid` "" for any).
@@ -723,7 +735,16 @@ fn check_reversed_exactly_once(facts: &Facts, findings: &mut Findings) {
                 .next()
                 .is_none()
         {
-            Some("the terminal did not commit it, and no 0400 for it reached the host".to_string())
+            // A 0400 that overtook its request (the request held up on the way) reversed nothing.
+            Some(match facts.wire.reversals_of(tid, stan).next() {
+                Some(early) => format!(
+                    "the terminal did not commit it, and its 0400 (#{}, answered {}) reached the \
+                     host before it, reversing nothing",
+                    early.seq,
+                    facts.wire.answer_to(early).unwrap_or("nothing")
+                ),
+                None => "the terminal did not commit it, and no 0400 for it reached the host".to_string(),
+            })
         } else if applied > 1 {
             Some(format!("its reversal took effect {applied} times"))
         } else if bound && approved && applied == 0 {
@@ -824,9 +845,10 @@ fn check_reversal_goes_first(facts: &Facts, findings: &mut Findings) {
         let Some(next) = facts.wire.next_online_request(tid, request.seq) else {
             continue;
         };
+        // A 0400 that overtook its request on the way (the request held up) went first too.
         let reversed_first = facts
             .wire
-            .reversals_after(tid, stan, request.seq)
+            .reversals_of(tid, stan)
             .next()
             .is_some_and(|r| r.seq < next.seq);
         if !reversed_first {
@@ -1613,6 +1635,64 @@ mod tests {
         assert_eq!(run.deliver(&reversal(&request, "98", None)), "12");
         run.event("reversal_done", &[("stan", "000002"), ("rc", "12")]);
         assert_eq!(flagged(&run.verdict()), vec![(1, "000002"), (2, "000002")]);
+    }
+
+    #[test]
+    fn invariants_1_2_6_double_charge_when_the_request_arrives_after_its_own_reversal() {
+        let mut run = Run::new();
+        run.boot("000001");
+        run.prepared("000002", "sale");
+        let request = sale("000002");
+        // The 0200 is held up on the way; the terminal times out and its 0400 overtakes it.
+        run.event("timeout", &[("stan", "000002")]);
+        run.event("reversal_pending", &[("stan", "000002"), ("reason", "98")]);
+        assert_eq!(run.deliver(&reversal(&request, "98", None)), "25");
+        run.event("reversal_done", &[("stan", "000002"), ("rc", "25")]);
+        let late = run.exchange(&request).expect("the late sale is answered");
+        assert_eq!(text(&late, 39), "00");
+        let verdict = run.verdict();
+        assert_eq!(
+            flagged(&verdict),
+            vec![(1, "000002"), (2, "000002"), (6, "000002")]
+        );
+        let summary = &verdict.violations[1].summary;
+        assert!(
+            summary.contains("answered 25) reached the host before it, reversing nothing"),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn reversals_that_overtook_their_request_went_first_and_a_failed_one_is_unresolved() {
+        let mut run = Run::new();
+        run.boot("000001");
+        run.prepared("000002", "sale");
+        let request = sale("000002");
+        run.event("timeout", &[("stan", "000002")]);
+        for _ in 0..3 {
+            assert_eq!(
+                run.reverse(&request, "98", None),
+                "25",
+                "the 0200 is still held up"
+            );
+        }
+        run.event(
+            "reversal_failed",
+            &[("stan", "000002"), ("policy", "drop_and_notify")],
+        );
+        run.exchange(&request).expect("the late sale is answered");
+        run.approved_sale("000003");
+        let verdict = run.verdict();
+        assert_eq!(
+            flagged(&verdict),
+            vec![],
+            "the 0400s reached the host before the next sale"
+        );
+        assert_eq!(verdict.unresolved.len(), 1, "{verdict:#?}");
+        assert!(
+            verdict.unresolved[0].summary.contains(&format!("holds {AMOUNT}")),
+            "{verdict:#?}"
+        );
     }
 
     #[test]
