@@ -335,8 +335,7 @@ impl TriggerEngine {
         self.shared.note_kinds(&state);
         drop(state);
         if fires_now {
-            self.shared
-                .matched(|a| matches!(a.trigger.when, When::Armed), now_ns(), "armed");
+            self.shared.matched(|a| a.id == id, now_ns(), "armed");
         }
         id
     }
@@ -623,6 +622,33 @@ impl LineSink for TriggerEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actuators::Capabilities;
+
+    #[test]
+    fn arming_a_trigger_fires_only_that_one_of_those_that_fire_when_armed() {
+        let timeline = Timeline::new();
+        let actuators = Arc::new(Actuators::new(Capabilities::default(), timeline.clone()));
+        let engine = TriggerEngine::new(actuators, timeline);
+        let when_armed = Trigger {
+            when: When::Armed,
+            after: Duration::ZERO,
+            action: Action::LinkUp,
+            hold: None,
+            every_time: true,
+        };
+        let first = engine.arm(when_armed.clone());
+        let second = engine.arm(when_armed);
+        let fired: Vec<u64> = engine
+            .wait_firings(2, Duration::from_secs(5))
+            .iter()
+            .map(|f| f.trigger)
+            .collect();
+        assert_eq!(
+            fired,
+            [first, second],
+            "arming the second does not fire the first again"
+        );
+    }
 
     #[test]
     fn a_console_pattern_matches_where_its_regex_does() {

@@ -615,10 +615,13 @@ fn powering_the_terminal_on_again_ends_the_line_it_left_unfinished() {
 }
 
 /// A sink that, like a trigger whose action powers the terminal on, ends the console's line from
-/// the read path when it sees the line it waits for.
+/// the read path when it sees the line it waits for — just after the terminal's last bytes (the
+/// half line it was writing when its power went) have arrived behind that line.
 struct EndsTheLineOn {
     line: &'static str,
     console: std::sync::OnceLock<std::sync::Weak<SerialConsole>>,
+    /// The terminal's side, and what it writes last.
+    terminal: Mutex<(TTYPort, &'static [u8])>,
     ended: Mutex<Option<String>>,
     recorder: Arc<Recorder>,
 }
@@ -626,6 +629,10 @@ struct EndsTheLineOn {
 impl LineSink for EndsTheLineOn {
     fn line(&self, line: &ConsoleLine) {
         if line.text == self.line {
+            let mut terminal = self.terminal.lock().unwrap();
+            let last_bytes = terminal.1;
+            terminal.0.write_all(last_bytes).unwrap();
+            std::thread::sleep(Duration::from_millis(100)); // through the PTY, waiting to be read
             let console = self.console.get().and_then(std::sync::Weak::upgrade).unwrap();
             let outcome = console.end_line().map_err(|e| e.to_string());
             *self.ended.lock().unwrap() = Some(format!("{outcome:?}"));
@@ -646,6 +653,7 @@ fn the_read_path_itself_can_end_the_line_without_waiting_on_itself() {
     let sink = Arc::new(EndsTheLineOn {
         line: "[    1.000] power back",
         console: std::sync::OnceLock::new(),
+        terminal: Mutex::new((master.try_clone_native().unwrap(), b"[    0.900] TXN sent mti=02")),
         ended: Mutex::new(None),
         recorder: recorder.clone(),
     });
@@ -655,22 +663,63 @@ fn the_read_path_itself_can_end_the_line_without_waiting_on_itself() {
     );
     let _ = sink.console.set(Arc::downgrade(&console));
 
-    // One write: the line the sink acts on, and after it the half line the terminal left.
-    master
-        .write_all(b"[    1.000] power back\n[    0.900] TXN sent mti=02")
-        .unwrap();
-    recorder.wait_lines(1);
-    master.write_all(b"[    0.010] BOOT posterm\n").unwrap();
-    let lines = recorder.wait_lines(2);
+    master.write_all(b"[    1.000] power back\n").unwrap();
+    let seen = recorder.wait_until("the unfinished line", |s| !unfinished(s).is_empty());
+    assert_eq!(
+        unfinished(&seen),
+        ["[    0.900] TXN sent mti=02"],
+        "what arrived behind the line is read, and the half line ended"
+    );
     assert_eq!(
         sink.ended.lock().unwrap().as_deref(),
         Some("Ok(())"),
         "end_line from the read path returns at once"
     );
+    master.write_all(b"[    0.010] BOOT posterm\n").unwrap();
+    let lines = recorder.wait_lines(2);
     assert_eq!(
         lines[1].text, "[    0.010] BOOT posterm",
         "the next line stands alone"
     );
-    let seen = recorder.seen.lock().unwrap().clone();
-    assert_eq!(unfinished(&seen), ["[    0.900] TXN sent mti=02"]);
+}
+
+/// A sink that holds the last reference to its own console and lets go of it on a line, as the
+/// read path does when a rig is dropped while a trigger's action runs on it.
+#[derive(Default)]
+struct LetsGoOfItsConsole {
+    console: Mutex<Option<SerialConsole>>,
+    dropped: Mutex<Option<bool>>,
+    changed: Condvar,
+}
+
+impl LineSink for LetsGoOfItsConsole {
+    fn line(&self, _line: &ConsoleLine) {
+        let Some(console) = self.console.lock().unwrap().take() else {
+            return;
+        };
+        let cleanly = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(console))).is_ok();
+        *self.dropped.lock().unwrap() = Some(cleanly);
+        self.changed.notify_all();
+    }
+}
+
+#[test]
+fn a_console_dropped_on_its_own_reading_thread_stops_without_waiting_for_itself() {
+    let folder = DeviceFolder::new("own-thread");
+    let mut master = folder.plug();
+    let sink = Arc::new(LetsGoOfItsConsole::default());
+    let console =
+        SerialConsole::open(&settings(&folder.link(), 200), profile(), sink.clone()).expect("opens");
+    *sink.console.lock().unwrap() = Some(console);
+    master.write_all(b"[    1.000] READY\n").unwrap();
+    let dropped = sink.dropped.lock().unwrap();
+    let (dropped, _) = sink
+        .changed
+        .wait_timeout_while(dropped, WAIT, |d| d.is_none())
+        .unwrap();
+    assert_eq!(
+        *dropped,
+        Some(true),
+        "dropping the console from its reader did not panic"
+    );
 }

@@ -372,7 +372,7 @@ fn refuse_simulator_options(config: &RigConfig, options: &RigOptions) -> Result<
             options.terminal_args.join(" ")
         )));
     }
-    if let Some(link) = options.link {
+    if let Some(link) = options.link.filter(|link| *link != LinkBackend::Auto) {
         return Err(RigError::Other(format!(
             "{rig}: its link is the one its [link] table configures; the link override {:?} \
              chooses between the simulated rig's links (leave out --link)",

@@ -231,7 +231,11 @@ impl Drop for SerialConsole {
             let _ = stop.send(());
         }
         if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
+            // The last reference can go on the reader's own thread, in a sink call that held the
+            // last part of a rig being dropped: the reader then stops by itself after that call.
+            if reader.thread().id() != std::thread::current().id() {
+                let _ = reader.join();
+            }
         }
     }
 }
@@ -315,6 +319,12 @@ fn read_device(device: Device, wiring: Wiring) {
                 Ok(n) if n > 0 => {
                     deliver(&chunk[..n], &mut pending, t_ns, &profile, &sink);
                     if end_line_soon.swap(false, Ordering::AcqRel) {
+                        // The rest of what the terminal wrote before its power went may be
+                        // waiting beyond this read.
+                        while let Some(n) = read_arrived(&port, &mut chunk) {
+                            deliver(&chunk[..n], &mut pending, now_ns(), &profile, &sink);
+                        }
+                        end_line_soon.store(false, Ordering::Release);
                         end_unfinished_line(&mut pending, &sink);
                     }
                     continue;

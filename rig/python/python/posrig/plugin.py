@@ -57,7 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _refuse_simulator_options_on_hardware(config: pytest.Config) -> None:
     """`--terminal` and `--link` choose how the simulated rig runs; on a hardware rig they would
     be ignored, so the run stops at once with the reason instead."""
-    given = [f"{name} {config.getoption(name)}" for name in ("--terminal", "--link") if config.getoption(name)]
+    given = [f"{name} {config.getoption(name)}" for name in ("--terminal", "--link") if config.getoption(name) not in (None, "", "auto")]
     if not given:
         return
     rig = config.getoption("--rig")
