@@ -377,9 +377,11 @@ impl<'a> Console<'a> {
         self.with(name, tid, "stan", stan).next().is_some()
     }
 
-    /// True when the terminal committed the request `stan` as approved: a sale or a void.
+    /// True when the terminal committed the request `stan` as approved: a sale or a void, as it
+    /// announced, or as a receipt shows (a receipt is printed only from a committed record: a
+    /// power cut between the commit and its log line leaves one that only a reprint reveals).
     fn committed(&self, tid: &str, stan: &str) -> bool {
-        self.saw("approved", tid, stan) || self.saw("voided", tid, stan)
+        self.saw("approved", tid, stan) || self.saw("voided", tid, stan) || self.saw("receipt", tid, stan)
     }
 
     /// `voided` events of the sale `sale`.
@@ -673,7 +675,7 @@ impl Findings {
 fn check_no_double_charge(facts: &Facts, findings: &mut Findings) {
     for sale in facts.entries(EntryKind::Sale) {
         let (tid, stan) = (sale.key.tid.as_str(), sale.key.stan.as_str());
-        let committed = facts.console.saw("approved", tid, stan);
+        let committed = facts.console.committed(tid, stan);
         let voided = !facts.console.voids_of(tid, stan).is_empty();
         let expected = if committed && !voided {
             sale.amount as i64
@@ -922,7 +924,7 @@ fn check_voids_have_originals(facts: &Facts, findings: &mut Findings) {
     for void in facts.entries(EntryKind::Void) {
         let (tid, stan) = (void.key.tid.as_str(), void.key.stan.as_str());
         let original = void.original.as_ref().map_or("", |k| k.stan.as_str());
-        if !facts.console.saw("approved", tid, original) {
+        if !facts.console.committed(tid, original) {
             // domain.md §3: a void of an original the terminal does not hold is refused locally.
             let summary = format!(
                 "the terminal sent void {stan} of sale {original}, which it never approved: it must refuse it locally"
@@ -936,7 +938,7 @@ fn check_voids_have_originals(facts: &Facts, findings: &mut Findings) {
             voided.event.get("stan"),
             voided.event.get("original"),
         );
-        if !facts.console.saw("approved", tid, original) {
+        if !facts.console.committed(tid, original) {
             let summary =
                 format!("the terminal committed void {stan} of sale {original}, which it never approved");
             let mut evidence = facts.evidence(tid, stan);
@@ -1428,6 +1430,30 @@ mod tests {
     }
 
     // ---- clean runs --------------------------------------------------------------------------
+
+    #[test]
+    fn w5_a_commit_the_power_cut_kept_from_being_announced_is_shown_by_its_reprinted_receipt() {
+        let mut run = Run::new();
+        run.boot("000001");
+        run.prepared("000002", "sale");
+        let reply = run.exchange(&sale("000002")).expect("sale answered");
+        run.event("second_generate_ac", &[("stan", "000002"), ("result", "TC")]);
+        // The record is in flash; the power went before "approved" was written.
+        run.boot("000003");
+        assert_eq!(
+            flagged(&run.verdict()),
+            vec![(1, "000002"), (2, "000002"), (6, "000002")]
+        );
+        let amount = format!("{}.{:02}", AMOUNT / 100, AMOUNT % 100);
+        let fields = [
+            ("type", "sale"),
+            ("stan", "000002"),
+            ("amount", amount.as_str()),
+            ("auth", text(&reply, 38)),
+        ];
+        run.event("receipt", &fields);
+        assert_clean(&run);
+    }
 
     #[test]
     fn p1_approved_sale_is_clean() {
