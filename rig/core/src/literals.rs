@@ -5,6 +5,7 @@
 use std::ops::Range;
 
 use regex_syntax::hir::literal::Extractor;
+use regex_syntax::hir::Hir;
 
 /// The literals every match of `pattern` begins with, parsed as the engine that runs it will
 /// (`unicode`: classes such as `\d` span Unicode, not only ASCII). None when a match can begin
@@ -12,12 +13,7 @@ use regex_syntax::hir::literal::Extractor;
 /// beginning are given as that beginning alone (`\] TXN mti=\d{4}` has the one literal
 /// `] TXN mti=`, not ten thousand): the literal says where to look, the pattern decides.
 pub(crate) fn prefixes(pattern: &str, unicode: bool) -> Option<Vec<Vec<u8>>> {
-    let hir = regex_syntax::ParserBuilder::new()
-        .unicode(unicode)
-        .utf8(unicode)
-        .build()
-        .parse(pattern)
-        .ok()?;
+    let hir = parse(pattern, unicode)?;
     let literals: Vec<Vec<u8>> = Extractor::new()
         .extract(&hir)
         .literals()?
@@ -41,6 +37,17 @@ pub(crate) fn prefixes(pattern: &str, unicode: bool) -> Option<Vec<Vec<u8>>> {
         0 => literals,
         shared => vec![literals[0][..shared].to_vec()],
     })
+}
+
+/// `pattern` parsed as the engine that runs it will: Unicode-aware, or byte-wise (classes of
+/// bytes, matching any bytes, `unicode` false). None when it does not parse.
+pub(crate) fn parse(pattern: &str, unicode: bool) -> Option<Hir> {
+    regex_syntax::ParserBuilder::new()
+        .unicode(unicode)
+        .utf8(unicode)
+        .build()
+        .parse(pattern)
+        .ok()
 }
 
 /// Finds where the first of a set of literals begins in a line. Console patterns' literals are

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use regex_syntax::hir::{Class, Hir, HirKind};
 
-use crate::literals::begins_with;
+use crate::literals::{self, begins_with};
 
 /// Groups a straight pattern may have.
 const MAX_GROUPS: usize = 32;
@@ -95,12 +95,7 @@ impl StraightPattern {
     /// (`unicode` false), it reads every line as the byte-wise regex does; with `unicode`, every
     /// ASCII line as the Unicode regex does.
     pub(crate) fn new(pattern: &str, unicode: bool) -> Option<StraightPattern> {
-        let hir = regex_syntax::ParserBuilder::new()
-            .unicode(unicode)
-            .utf8(unicode)
-            .build()
-            .parse(pattern)
-            .ok()?;
+        let hir = literals::parse(pattern, unicode)?;
         let mut compiled = StraightPattern {
             steps: Vec::new(),
             names: Vec::new(),

@@ -516,6 +516,17 @@ fn unknown_fields_and_values_are_refused_by_name() {
     assert!(error.contains("unknown variant `rts`"), "{error}");
 }
 
+/// Writes a boot line and checks that it arrives, on its own, as line `nth` (from 0).
+fn assert_a_boot_line_stands_alone(master: &mut TTYPort, recorder: &Recorder, nth: usize) {
+    master.write_all(b"[    0.010] BOOT posterm\n").unwrap();
+    let lines = recorder.wait_lines(nth + 1);
+    assert_eq!(
+        lines[nth].text, "[    0.010] BOOT posterm",
+        "the next line stands alone"
+    );
+    assert_eq!(lines[nth].event.as_ref().map(|e| e.name.as_str()), Some("boot"));
+}
+
 #[test]
 fn a_line_left_unfinished_is_ended_on_request_and_not_glued_to_the_next() {
     let folder = DeviceFolder::new("unfinished");
@@ -535,13 +546,7 @@ fn a_line_left_unfinished_is_ended_on_request_and_not_glued_to_the_next() {
         "the sink has the unfinished line once end_line returns"
     );
 
-    master.write_all(b"[    0.010] BOOT posterm\n").unwrap();
-    let lines = recorder.wait_lines(2);
-    assert_eq!(
-        lines[1].text, "[    0.010] BOOT posterm",
-        "the next line stands alone"
-    );
-    assert_eq!(lines[1].event.as_ref().map(|e| e.name.as_str()), Some("boot"));
+    assert_a_boot_line_stands_alone(&mut master, &recorder, 1);
 
     console.end_line().expect("nothing to end is no error");
     let seen = recorder.seen.lock().unwrap().clone();
@@ -675,12 +680,7 @@ fn the_read_path_itself_can_end_the_line_without_waiting_on_itself() {
         Some("Ok(())"),
         "end_line from the read path returns at once"
     );
-    master.write_all(b"[    0.010] BOOT posterm\n").unwrap();
-    let lines = recorder.wait_lines(2);
-    assert_eq!(
-        lines[1].text, "[    0.010] BOOT posterm",
-        "the next line stands alone"
-    );
+    assert_a_boot_line_stands_alone(&mut master, &recorder, 1);
 }
 
 /// A sink that holds the last reference to its own console and lets go of it on a line, as the
