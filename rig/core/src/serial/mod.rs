@@ -304,11 +304,7 @@ fn read_device(device: Device, wiring: Wiring) {
             let read = tokio::select! {
                 read = AsyncReadExt::read(&mut port, &mut chunk) => read,
                 Some(done) = end_line_requests.recv() => {
-                    while let Some(n) = read_arrived(&port, &mut chunk) {
-                        deliver(&chunk[..n], &mut pending, now_ns(), &profile, &sink);
-                    }
-                    end_line_soon.store(false, Ordering::Release);
-                    end_unfinished_line(&mut pending, &sink);
+                    end_line_now(&port, &mut chunk, &mut pending, &profile, &sink, &end_line_soon);
                     let _ = done.send(());
                     continue;
                 }
@@ -318,14 +314,8 @@ fn read_device(device: Device, wiring: Wiring) {
             let read = match read {
                 Ok(n) if n > 0 => {
                     deliver(&chunk[..n], &mut pending, t_ns, &profile, &sink);
-                    if end_line_soon.swap(false, Ordering::AcqRel) {
-                        // The rest of what the terminal wrote before its power went may be
-                        // waiting beyond this read.
-                        while let Some(n) = read_arrived(&port, &mut chunk) {
-                            deliver(&chunk[..n], &mut pending, now_ns(), &profile, &sink);
-                        }
-                        end_line_soon.store(false, Ordering::Release);
-                        end_unfinished_line(&mut pending, &sink);
+                    if end_line_soon.load(Ordering::Acquire) {
+                        end_line_now(&port, &mut chunk, &mut pending, &profile, &sink, &end_line_soon);
                     }
                     continue;
                 }
@@ -342,13 +332,8 @@ fn read_device(device: Device, wiring: Wiring) {
                 Ok(_) => "the device hung up".to_string(),
                 Err(e) => format!("reading failed: {e}"),
             };
-            if !pending.is_empty() {
-                let unfinished = String::from_utf8_lossy(&pending);
-                reason.push_str(&format!(
-                    "; unfinished line: {}",
-                    unfinished.trim_end_matches('\r')
-                ));
-                pending.clear();
+            if let Some(unfinished) = take_unfinished(&mut pending) {
+                reason.push_str(&format!("; unfinished line: {unfinished}"));
             }
             sink.gap(t_ns, &name, &reason);
             let Some(back) = reopen(settings, &mut stopped, &mut end_line_requests).await else {
@@ -361,13 +346,36 @@ fn read_device(device: Device, wiring: Wiring) {
     });
 }
 
-/// Hands what is left of a line in `pending`, if anything, to `sink` as unfinished.
-fn end_unfinished_line(pending: &mut Vec<u8>, sink: &Arc<dyn LineSink>) {
-    if !pending.is_empty() {
-        let unfinished = String::from_utf8_lossy(pending);
-        sink.unfinished(now_ns(), unfinished.trim_end_matches('\r'));
-        pending.clear();
+/// Ends the unfinished line (see [`Console::end_line`]): reads what has arrived, since the rest of
+/// what the terminal wrote before its power went may wait beyond the last read, then hands what
+/// is left of a line to `sink` as unfinished.
+fn end_line_now(
+    port: &SerialStream,
+    chunk: &mut [u8],
+    pending: &mut Vec<u8>,
+    profile: &Profile,
+    sink: &Arc<dyn LineSink>,
+    requested: &AtomicBool,
+) {
+    while let Some(n) = read_arrived(port, chunk) {
+        deliver(&chunk[..n], pending, now_ns(), profile, sink);
     }
+    requested.store(false, Ordering::Release);
+    if let Some(unfinished) = take_unfinished(pending) {
+        sink.unfinished(now_ns(), &unfinished);
+    }
+}
+
+/// Takes what is left of a line out of `pending`, if anything.
+fn take_unfinished(pending: &mut Vec<u8>) -> Option<String> {
+    if pending.is_empty() {
+        return None;
+    }
+    let unfinished = String::from_utf8_lossy(pending)
+        .trim_end_matches('\r')
+        .to_string();
+    pending.clear();
+    Some(unfinished)
 }
 
 /// Reads, without waiting, what has arrived on `port`; None when nothing has.
